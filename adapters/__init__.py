@@ -1,0 +1,1 @@
+"""Model adapters (``instract_eval.adapters``): this namespace holds no adapter yet."""

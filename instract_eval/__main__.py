@@ -1,0 +1,5 @@
+"""``python -m instract_eval`` runs the command line."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Leaderboard rendering (``instract_eval.leaderboard``): this namespace holds no renderer yet."""
