@@ -1,0 +1,79 @@
+"""Reading JSON documents with errors that name the file and the place."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Parse a JSON file; a missing, empty or malformed file raises `InputError` naming it."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError("file not found", path=path) from None
+    except IsADirectoryError:
+        raise InputError("is a directory, expected a JSON file", path=path) from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=path) from None
+    if not text.strip():
+        raise InputError("file is empty", path=path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})", path=path) from None
+
+
+def require_mapping(value: Any, *, path: Path | str, field: str) -> dict:
+    if not isinstance(value, dict):
+        raise InputError(f"expected an object, got {_json_type(value)}", path=path, field=field)
+    return value
+
+
+def require_list(value: Any, *, path: Path | str, field: str) -> list:
+    if not isinstance(value, list):
+        raise InputError(f"expected a list, got {_json_type(value)}", path=path, field=field)
+    return value
+
+
+def require_key(mapping: dict, key: str, *, path: Path | str, field: str) -> Any:
+    if key not in mapping:
+        raise InputError(f"missing key '{key}'", path=path, field=field)
+    return mapping[key]
+
+
+def require_string(value: Any, *, path: Path | str, field: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InputError(f"expected a non-empty string, got {_json_type(value)}", path=path, field=field)
+    return value
+
+
+def require_number(value: Any, *, path: Path | str, field: str) -> float:
+    """A finite JSON number (booleans and numeric strings are refused, never coerced)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"expected a number, got {_json_type(value)}", path=path, field=field)
+    if not math.isfinite(value):
+        raise InputError(f"expected a finite number, got {value}", path=path, field=field)
+    return float(value)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return "an empty string" if not value else f"the string {value!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
