@@ -1,0 +1,189 @@
+"""The ``instract-eval`` command line: a thin layer over `instract_eval.scoring`.
+
+Errors in the user's input are printed as one line (``error: FILE: FIELD: what is wrong``) with
+exit code 2 and no output file; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import __version__, scoring
+from .errors import InputError
+
+app = typer.Typer(
+    name="instract-eval",
+    help="Evaluation harness for action-centric video-language understanding.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+score_app = typer.Typer(
+    help="Score predictions produced elsewhere: files in, JSON out (rates in [0, 1], ranks 1-based).",
+    no_args_is_help=True,
+)
+app.add_typer(score_app, name="score")
+
+Output = Annotated[
+    Optional[Path],
+    typer.Option("--output", "-o", help="Write the JSON result to this file (default: standard output).",
+                 dir_okay=False),
+]
+Ties = Annotated[
+    str,
+    typer.Option("--ties", help="Tie policy: expected (exact expectation under random tie-breaking), "
+                                "optimistic or pessimistic."),
+]
+Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on error.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"instract-eval {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+    debug: Debug = False,
+) -> None:
+    """Evaluate video-language models on action understanding, with the official metrics."""
+
+
+@score_app.command("tal")
+def score_tal(
+    predictions: Annotated[Path, typer.Option("--predictions", "-p", help="Predictions JSON: "
+                                              '{"results": {video: [{"segment": [s, e], "label", "score"}]}}.')],
+    ground_truth: Annotated[Optional[Path], typer.Option(
+        "--ground-truth", "-g", help='Ground truth JSON: {"database": {video: {"subset", "annotations": '
+        '[{"segment": [s, e], "label"}]}}}. Optional with --preset thumos14, which ships the real '
+        "THUMOS14 ground truth.")] = None,
+    subset: Annotated[Optional[str], typer.Option(
+        "--subset", help="Subset to evaluate, matched case-insensitively (default: the preset's, "
+        "or the only one in the file).")] = None,
+    thresholds: Annotated[Optional[str], typer.Option(
+        "--thresholds", help="Comma-separated tIoU thresholds, e.g. 0.3,0.5,0.7 (overrides the preset's).")] = None,
+    preset: Annotated[Optional[str], typer.Option(
+        "--preset", help="Benchmark protocol from tasks.yaml: thumos14 (tIoU 0.3:0.1:0.7, subset test), "
+        "activitynet (0.5:0.05:0.95, validation) or epic (0.1:0.1:0.5, validation).")] = None,
+    ties: Ties = "expected",
+    output: Output = None,
+    debug: Debug = False,
+) -> None:
+    """Temporal action localization: mAP per tIoU threshold, average mAP, per-class AP.
+
+    Equal to the official ActivityNet detection evaluator on the same files. Equal scores are
+    ordered by a fixed rule (see the README), so --ties does not change TAL results.
+    """
+    scoring._check_ties(ties)
+    result = scoring.score_localization(
+        predictions, ground_truth, subset=subset, thresholds=_parse_thresholds(thresholds), preset=preset,
+    )
+    _emit(result, output)
+
+
+@score_app.command("retrieval")
+def score_retrieval(
+    similarity: Annotated[Path, typer.Option("--similarity", "-s", help="[texts, videos] similarity "
+                                             "matrix (.npy); ground truth on the diagonal.")],
+    pools: Annotated[Optional[Path], typer.Option(
+        "--pools", help="JSON mapping each pool name to its item indices; retrieval runs inside each "
+        "pool and is aggregated weighted by clip count (InstrAct-Dynamics).")] = None,
+    text_to_video: Annotated[Optional[Path], typer.Option(
+        "--text-to-video", help="int .npy giving each text row's video column (several captions per video).")] = None,
+    v2t: Annotated[str, typer.Option(
+        "--v2t", help="Video-to-text definition with several captions per video: max_caption "
+        "(CLIP4Clip) or any_caption (CLIP_benchmark).")] = "max_caption",
+    ties: Ties = "expected",
+    output: Output = None,
+    debug: Debug = False,
+) -> None:
+    """Text-to-video and video-to-text retrieval: R@1, R@5, R@10, median and mean rank."""
+    if v2t not in ("max_caption", "any_caption"):
+        raise InputError(f"unknown definition '{v2t}' (choose max_caption or any_caption)", field="--v2t")
+    _emit(scoring.score_retrieval(similarity, pools=pools, text_to_video=text_to_video, ties=ties, v2t=v2t), output)
+
+
+@score_app.command("mcq")
+def score_mcq(
+    scores: Annotated[Path, typer.Option("--scores", "-s", help="[queries, candidates] scores (.npy).")],
+    answers: Annotated[Optional[Path], typer.Option(
+        "--answers", help="int .npy with the correct candidate of each query (default: column 0).")] = None,
+    mask: Annotated[Optional[Path], typer.Option(
+        "--mask", help="bool .npy, same shape as the scores: which candidates exist.")] = None,
+    ties: Ties = "expected",
+    output: Output = None,
+    debug: Debug = False,
+) -> None:
+    """Multiple choice: R@1, R@5, median and mean rank of the correct candidate, accuracy."""
+    _emit(scoring.score_mcq(scores, answers, mask, ties=ties), output)
+
+
+@score_app.command("classification")
+def score_classification(
+    logits: Annotated[Path, typer.Option("--logits", "-l", help="[samples, classes] or "
+                                         "[runs, samples, classes] scores (.npy).")],
+    labels: Annotated[Path, typer.Option("--labels", "-y", help="int .npy with each sample's class.")],
+    ties: Ties = "expected",
+    output: Output = None,
+    debug: Debug = False,
+) -> None:
+    """Zero-shot classification: top-1 accuracy and macro F1; mean and std over runs."""
+    _emit(scoring.score_classification(logits, labels, ties=ties), output)
+
+
+def _parse_thresholds(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    values = []
+    for part in text.split(","):
+        try:
+            values.append(float(part))
+        except ValueError:
+            raise InputError(f"'{part.strip()}' is not a number", field="--thresholds") from None
+    return values
+
+
+def _emit(result: dict, output: Path | None) -> None:
+    """Print the JSON result, or write it atomically: a failed run never leaves a partial file."""
+    text = json.dumps(result, indent=2, allow_nan=False) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+        return
+    directory = output.parent if str(output.parent) else Path(".")
+    if not directory.is_dir():
+        raise InputError(f"directory {directory} does not exist", field="--output")
+    handle = tempfile.NamedTemporaryFile("w", dir=directory, prefix=f".{output.name}.", suffix=".tmp", delete=False)
+    try:
+        with handle:
+            handle.write(text)
+        os.replace(handle.name, output)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the app, turning bad input into one line and exit code 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        app(args=argv, prog_name="instract-eval")
+    except (InputError, ValueError) as exc:
+        if "--debug" in argv:
+            raise
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
