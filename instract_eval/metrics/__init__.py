@@ -8,6 +8,7 @@ formula, its tie policy and the reference implementation whose numbers it reprod
 - `retrieval`: text-to-video and video-to-text, several captions per video, pooled retrieval.
 - `classification`: accuracy, scikit-learn F1, runs summaries, harmonic mean, random baseline.
 - `localization`: tIoU and ActivityNet-style per-class AP and mAP.
+- `localization_diagnostics`: ActionVLM's LAP, hallucination rates, mConf, mLen and acc@length.
 - `alignment`: DTW, Soft-DTW and InstrAction's normalized DTW cost.
 - `statistics`: clustered and paired bootstrap confidence intervals.
 """
@@ -16,6 +17,7 @@ from . import (
     alignment,
     classification,
     localization,
+    localization_diagnostics,
     ranking,
     retrieval,
     statistics,
@@ -23,6 +25,7 @@ from . import (
 from .alignment import *  # noqa: F403
 from .classification import *  # noqa: F403
 from .localization import *  # noqa: F403
+from .localization_diagnostics import *  # noqa: F403
 from .ranking import *  # noqa: F403
 from .retrieval import *  # noqa: F403
 from .statistics import *  # noqa: F403
@@ -31,6 +34,7 @@ __all__ = [
     *alignment.__all__,
     *classification.__all__,
     *localization.__all__,
+    *localization_diagnostics.__all__,
     *ranking.__all__,
     *retrieval.__all__,
     *statistics.__all__,
