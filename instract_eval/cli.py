@@ -30,6 +30,8 @@ score_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(score_app, name="score")
+list_app = typer.Typer(help="List what the tool knows: registered tasks and groups.", no_args_is_help=True)
+app.add_typer(list_app, name="list")
 
 Output = Annotated[
     Optional[Path],
@@ -139,6 +141,43 @@ def score_classification(
 ) -> None:
     """Zero-shot classification: top-1 accuracy and macro F1; mean and std over runs."""
     _emit(scoring.score_classification(logits, labels, ties=ties), output)
+
+
+@list_app.command("tasks")
+def list_tasks(
+    include: Annotated[Optional[list[Path]], typer.Option(
+        "--include", help="Also read tasks and groups from this registry file (same schema as tasks.yaml); "
+        "repeatable.")] = None,
+    data_root: Annotated[Optional[Path], typer.Option(
+        "--data-root", help="Directory the tasks' relative data paths start from "
+        "(default: $INSTRACT_EVAL_DATA_ROOT).")] = None,
+    debug: Debug = False,
+) -> None:
+    """Every registered task: its kind, paper, groups, and whether its data is present."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .tasks import load_registry, locate_data
+
+    registry = load_registry(include or ())
+    table = Table(title=f"{len(registry.tasks)} tasks, {len(registry.groups)} groups")
+    table.add_column("task", no_wrap=True)
+    for column in ("kind", "paper", "groups", "data"):
+        table.add_column(column, overflow="fold")
+    for spec in registry.tasks.values():
+        location = locate_data(spec, data_root)
+        if location.present:
+            data = "present" if location.root is not None else "shipped"
+        elif location.root is None:
+            data = "no data root"
+        else:
+            data = f"missing {location.files[location.missing[0]]}"
+        table.add_row(spec.name, spec.kind, spec.paper, ", ".join(registry.groups_of(spec.name)), data)
+    console = Console(width=max(110, Console().width))
+    console.print(table)
+    console.print("Data paths start at --data-root or $INSTRACT_EVAL_DATA_ROOT; one task's at "
+                  "$INSTRACT_EVAL_DATA_<TASK> (e.g. INSTRACT_EVAL_DATA_INSTRACT_SEMANTIC). Each task's "
+                  "`data.download` in tasks.yaml says what to fetch and from where.", highlight=False)
 
 
 def _parse_thresholds(text: str | None) -> list[float] | None:

@@ -41,7 +41,7 @@ class LocalizationPreset:
 
 
 # Preset name -> the registered task that defines it.
-_PRESET_TASKS = {"thumos14": "tal-thumos14", "activitynet": "tal-activitynet13", "epic": "tal-epic100"}
+_PRESET_TASKS = {"thumos14": "tal-thumos14", "activitynet": "tal-activitynet13", "epic": "tal-epic100-verb"}
 LOCALIZATION_PRESETS = tuple(_PRESET_TASKS)
 
 
@@ -51,12 +51,13 @@ def localization_preset(name: str) -> LocalizationPreset:
         raise InputError(f"unknown preset '{name}' (choose from {', '.join(LOCALIZATION_PRESETS)})",
                          field="--preset")
     spec = task(_PRESET_TASKS[name])
+    ground_truth = spec.data["ground_truth"]
     return LocalizationPreset(
         name=name,
-        task=_PRESET_TASKS[name],
-        thresholds=TIOU_THRESHOLD_PRESETS[spec["tiou_thresholds"]],
-        subset=spec["subset"],
-        builtin_ground_truth=spec["ground_truth"].get("builtin"),
+        task=spec.name,
+        thresholds=TIOU_THRESHOLD_PRESETS[spec.protocol["tiou_thresholds"]],
+        subset=spec.protocol["subset"],
+        builtin_ground_truth=ground_truth["builtin"] if isinstance(ground_truth, dict) else None,
     )
 
 

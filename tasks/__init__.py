@@ -1,25 +1,28 @@
-"""Task kinds and the task registry (`tasks.yaml`, shipped inside this package)."""
+"""Task kinds and the task registry (`tasks.yaml`, shipped inside this package).
+
+`registry` validates the packaged `tasks.yaml` and the user's `--include` files into `TaskSpec`s
+and resolves where each task's data lies.
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
-from importlib import resources
-from typing import Any
 
-import yaml
+from .registry import DataLocation, MetricSpec, Registry, TaskSpec, load_registry, locate_data, require_data
+
+__all__ = ["DataLocation", "MetricSpec", "Registry", "TaskSpec", "load_registry", "locate_data", "require_data",
+           "packaged_registry", "task"]
 
 
 @lru_cache(maxsize=1)
-def registered_tasks() -> dict[str, dict[str, Any]]:
-    """The ``tasks`` mapping of the packaged ``tasks.yaml``, keyed by task name."""
-    text = resources.files(__name__).joinpath("tasks.yaml").read_text(encoding="utf-8")
-    document = yaml.safe_load(text)
-    return dict(document["tasks"])
+def packaged_registry() -> Registry:
+    """The registry shipped with the package, without user files."""
+    return load_registry()
 
 
-def task(name: str) -> dict[str, Any]:
-    """One registered task; an unknown name raises `KeyError` listing the known ones."""
-    tasks = registered_tasks()
-    if name not in tasks:
-        raise KeyError(f"unknown task '{name}' (registered: {', '.join(sorted(tasks))})")
-    return tasks[name]
+def task(name: str) -> TaskSpec:
+    """One task of the packaged registry; an unknown name raises `InputError` with close matches."""
+    registry = packaged_registry()
+    if name not in registry.tasks:
+        registry.resolve([name])  # raises, naming close matches
+    return registry.tasks[name]

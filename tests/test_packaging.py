@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 
 from instract_eval.metrics.localization import TIOU_THRESHOLD_PRESETS
-from instract_eval.tasks import registered_tasks
+from instract_eval.tasks import packaged_registry
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,11 +27,12 @@ def test_every_package_directory_is_declared_in_pyproject():
 def test_tasks_yaml_is_linked_into_the_package_and_names_known_presets():
     link = REPO / "tasks" / "tasks.yaml"
     assert link.is_symlink() and link.resolve() == (REPO / "tasks.yaml").resolve()
-    tasks = registered_tasks()
-    localization = {name: spec for name, spec in tasks.items() if spec["kind"] == "localization"}
-    assert {"tal-thumos14", "tal-activitynet13", "tal-epic100"} <= set(localization)
+    tasks = packaged_registry().tasks
+    localization = {name: spec for name, spec in tasks.items() if spec.kind == "localization"}
+    assert {"tal-thumos14", "tal-activitynet13", "tal-epic100-verb", "tal-epic100-noun", "lap-thumos14"} <= set(
+        localization)
     for spec in localization.values():
-        assert spec["tiou_thresholds"] in TIOU_THRESHOLD_PRESETS
+        assert spec.protocol["tiou_thresholds"] in TIOU_THRESHOLD_PRESETS
 
 
 def test_metric_modules_import_no_torch_and_open_no_files():
