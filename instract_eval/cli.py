@@ -180,6 +180,28 @@ def list_tasks(
                   "`data.download` in tasks.yaml says what to fetch and from where.", highlight=False)
 
 
+@app.command("synth")
+def synth(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the world into (created; an "
+                                      "earlier world there is replaced, other files are refused).")],
+    seed: Annotated[int, typer.Option("--seed", help="Every random choice of the world derives from it.")] = 0,
+    size: Annotated[str, typer.Option("--size", help="tiny (tests, about 1 s) or default (about 6 s).")] = "default",
+    debug: Debug = False,
+) -> None:
+    """Generate the procedural action world: real MP4s and every synth-* task in the benchmarks' formats."""
+    from .synth import SIZES, generate_world
+
+    if size not in SIZES:
+        raise InputError(f"unknown size '{size}' (choose from {', '.join(SIZES)})", field="--size")
+    try:
+        manifest = generate_world(out, seed=seed, size=size)
+    except FileExistsError as error:
+        raise InputError(str(error), path=out, field="--out") from None
+    counts = ", ".join(f"{name} {count}" for name, count in manifest.counts.items())
+    typer.echo(f"wrote the synth world (seed {seed}, {size}) to {out} in {manifest.seconds:.1f} s: {counts}")
+    typer.echo(f"register it with: instract-eval list tasks --include {Path(out) / 'tasks.yaml'}")
+
+
 def _parse_thresholds(text: str | None) -> list[float] | None:
     if text is None:
         return None
