@@ -1,0 +1,303 @@
+"""Decode the frames shown at given instants of a video file, with PyAV.
+
+Why this shape: samplers think in seconds, not frame indices, so that variable frame rates,
+videos whose first frame is not at 0 and windows that run past the end all have one meaning.
+For each requested time ``t`` (seconds from the stream's start time, the reference ffmpeg's
+``-ss`` uses too; normally the timestamp of the first frame) the decoder returns the frame whose
+presentation interval ``[pts_i, pts_{i+1})`` contains ``t`` (the frame a player would show),
+with a 1 microsecond tolerance so that ``t = k / fps`` computed in floating point lands on frame
+``k``. A time before the first frame gets the first frame; a time after the last frame gets the
+last frame, unless it is more than `END_TOLERANCE_S` (or two frame durations) past the end of
+the last frame: then the file is shorter than its metadata says (a truncated download) and that
+is an error, never a silently shorter or padded clip.
+
+Decoding seeks to the last keyframe at or before the first requested time and decodes forward,
+converting to RGB only the frames that are used. If seeking fails (raw streams) or lands after
+the requested time, the reader decodes from the beginning of the file instead of returning wrong
+frames. A frame without a timestamp (MPEG-PS, raw H.264) is placed one frame duration after the
+previous one, as ffmpeg's best-effort timestamps do.
+
+Every failure to open or decode (missing file, not a video, corrupt data, no video stream)
+raises `InputError` naming the file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import NamedTuple
+
+import av
+import numpy as np
+import torch
+from av.error import FFmpegError
+
+from ..errors import InputError
+
+__all__ = ["END_TOLERANCE_S", "VideoInfo", "DecodedFrames", "VideoReader", "probe_video", "decode_frames"]
+
+END_TOLERANCE_S = 1.0
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says about the first video stream (times in seconds)."""
+
+    path: str
+    duration: float
+    width: int
+    height: int
+    average_fps: float | None
+    num_frames: int | None
+
+
+class DecodedFrames(NamedTuple):
+    """Frames for the requested times, in request order.
+
+    ``frames``: uint8 ``[T, H, W, 3]`` RGB. ``source_times``: float64 ``[T]``, the presentation
+    time of the frame used for each request. ``frames_decoded``: how many frames the decoder
+    produced (a measure of the work done, used by tests and the benchmark).
+    """
+
+    frames: torch.Tensor
+    source_times: np.ndarray
+    frames_decoded: int
+
+
+class VideoReader:
+    """An open video file; use as a context manager. Not shareable across processes."""
+
+    def __init__(self, path: str | os.PathLike, *, threads: int | None = None):
+        self.path = os.fspath(path)
+        if not os.path.exists(self.path):
+            raise InputError("video file not found", path=self.path)
+        if not os.path.isfile(self.path):
+            raise InputError("not a regular file", path=self.path)
+        self._threads = threads
+        self._open()
+        try:
+            self._time_base: Fraction = self._stream.time_base or Fraction(1, 1_000_000)
+            self._start_pts = self._stream.start_time or 0
+            self._seconds_per_tick = float(self._time_base)  # exact Fractions cost ~10% per frame
+            self._last_time: float | None = None  # of the last decoded frame, for error messages
+            self._next_time: float | None = None  # extrapolated time of the next frame
+            self.info = self._probe()
+        except BaseException:
+            self._container.close()
+            raise
+
+    def _open(self) -> None:
+        try:
+            self._container = av.open(self.path, mode="r")
+        except (FFmpegError, OSError, ValueError) as error:
+            raise InputError(f"cannot open video ({_reason(error)})", path=self.path) from error
+        if not self._container.streams.video:
+            self._container.close()
+            raise InputError("file has no video stream", path=self.path)
+        self._stream = self._container.streams.video[0]
+        if self._threads is not None:
+            self._stream.thread_count = self._threads
+        self._at_start = True
+
+    def _rewind(self) -> None:
+        """Back to the first frame; raw streams cannot seek, so reopen them."""
+        if self._at_start:
+            return
+        try:
+            self._container.seek(0)
+        except FFmpegError:
+            self._container.close()
+            self._open()
+        self._at_start = True
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._container.close()
+
+    def _probe(self) -> VideoInfo:
+        stream = self._stream
+        duration = None
+        if stream.duration:
+            duration = float(stream.duration * self._time_base)
+        elif self._container.duration:
+            start = self._container.start_time or 0
+            duration = (self._container.duration - max(0, self._start_pts_us() - start)) / av.time_base
+        if duration is None or not math.isfinite(duration) or duration <= 0:
+            duration = self._duration_from_packets()
+        rate = stream.average_rate or stream.guessed_rate
+        width = stream.codec_context.width
+        height = stream.codec_context.height
+        if not width or not height:
+            raise InputError("video stream has no frame size", path=self.path)
+        return VideoInfo(
+            path=self.path,
+            duration=float(duration),
+            width=int(width),
+            height=int(height),
+            average_fps=float(rate) if rate else None,
+            num_frames=int(stream.frames) if stream.frames else None,
+        )
+
+    def _start_pts_us(self) -> int:
+        return int(self._start_pts * self._time_base * av.time_base)
+
+    def _duration_from_packets(self) -> float:
+        """Fallback when the container has no duration: the end of the last packet (no decoding).
+
+        Packets without a timestamp (raw elementary streams) follow the previous one.
+        """
+        end = None
+        position = self._start_pts
+        rate = self._stream.average_rate or self._stream.guessed_rate
+        default_duration = int(1 / (rate * self._time_base)) if rate else 0
+        try:
+            self._at_start = False
+            for packet in self._container.demux(self._stream):
+                if packet.size == 0:  # the flushing packet at the end
+                    continue
+                stamp = packet.pts if packet.pts is not None else packet.dts
+                position = (stamp if stamp is not None else position) + (packet.duration or default_duration)
+                end = position if end is None else max(end, position)
+            self._rewind()
+        except FFmpegError as error:
+            raise InputError(f"cannot read video ({_reason(error)})", path=self.path) from error
+        if end is None or end <= self._start_pts:
+            raise InputError("video stream has no frames or no timing", path=self.path)
+        return float((end - self._start_pts) * self._time_base)
+
+    def frames_at(self, times: Sequence[float] | np.ndarray) -> DecodedFrames:
+        """The frames shown at ``times`` (seconds from the stream start), in the order given."""
+        requested = np.asarray(times, dtype=np.float64).reshape(-1)
+        if requested.size == 0:
+            raise ValueError("no timestamps requested")
+        if not np.all(np.isfinite(requested)):
+            raise ValueError(f"timestamps must be finite, got {requested}")
+        unique, inverse = np.unique(requested, return_inverse=True)
+        try:
+            result = self._scan(unique, seek=unique[0] > 0)
+            if result is None:  # the seek failed or landed after the first time: start from the beginning
+                result = self._scan(unique, seek=False)
+        except FFmpegError as error:
+            where = "" if self._last_time is None else f" after {self._last_time:.3f} s"
+            raise InputError(
+                f"cannot decode video{where} ({_reason(error)}; truncated or corrupt file?)", path=self.path
+            ) from error
+        assert result is not None
+        arrays, source, decoded = result
+        frames = torch.from_numpy(np.stack([arrays[k] for k in inverse]))
+        return DecodedFrames(frames=frames, source_times=source[inverse], frames_decoded=decoded)
+
+    def _scan(
+        self, times: np.ndarray, *, seek: bool
+    ) -> tuple[list[np.ndarray], np.ndarray, int] | None:
+        """One forward pass; None when seeking failed or landed after ``times[0]`` (caller retries)."""
+        if seek:
+            target = self._start_pts + int(math.floor(times[0] / self._time_base))
+            self._at_start = False
+            try:
+                self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
+            except FFmpegError:  # not seekable (raw streams)
+                return None
+        else:
+            self._rewind()
+        self._at_start = False
+        self._last_time = self._next_time = None
+
+        chosen: list[np.ndarray | None] = [None] * len(times)
+        source = np.zeros(len(times), dtype=np.float64)
+        pending = 0
+        previous: av.VideoFrame | None = None
+        previous_time = 0.0
+        previous_array: np.ndarray | None = None
+        decoded = 0
+        for frame in self._container.decode(self._stream):  # after _rewind: it may have reopened
+            now = self._frame_time(frame, first_of_file=not seek and previous is None)
+            if now is None:  # after a seek, a frame without timestamp: its time is unknown
+                return None
+            self._last_time = now
+            decoded += 1
+            if previous is None and seek and now > times[0] + _EPS:
+                return None
+            # Times before `now` are shown by the previous frame (or, before the first frame of
+            # the file, by this one).
+            holder, holder_time, holder_array = (
+                (frame, now, None) if previous is None else (previous, previous_time, previous_array)
+            )
+            while pending < len(times) and times[pending] + _EPS < now:
+                if holder_array is None:
+                    holder_array = self._rgb(holder)
+                chosen[pending], source[pending] = holder_array, holder_time
+                pending += 1
+            if pending == len(times):
+                break
+            previous, previous_time = frame, now
+            previous_array = holder_array if holder is frame else None
+        if pending < len(times):
+            if previous is None:
+                raise InputError("video has no decodable frames", path=self.path)
+            frame_duration = self._frame_duration(previous)
+            end = previous_time + frame_duration
+            tolerance = max(END_TOLERANCE_S, 2.0 * frame_duration)
+            if times[-1] > end + tolerance:
+                raise InputError(
+                    f"video ends at {end:.3f} s but {times[-1]:.3f} s was requested "
+                    f"(metadata duration {self.info.duration:.3f} s; truncated file?)",
+                    path=self.path,
+                )
+            if previous_array is None:
+                previous_array = self._rgb(previous)
+            while pending < len(times):
+                chosen[pending], source[pending] = previous_array, previous_time
+                pending += 1
+        return [array for array in chosen if array is not None], source, decoded  # all set by now
+
+    def _frame_time(self, frame: av.VideoFrame, *, first_of_file: bool) -> float | None:
+        """Presentation time in seconds; frames without one follow the previous frame (as ffmpeg does)."""
+        pts = frame.pts if frame.pts is not None else frame.dts
+        if pts is not None:
+            now = (pts - self._start_pts) * self._seconds_per_tick
+        elif self._next_time is not None:
+            now = self._next_time
+        elif first_of_file:
+            now = 0.0
+        else:
+            return None
+        self._next_time = now + self._frame_duration(frame)
+        return now
+
+    def _frame_duration(self, frame: av.VideoFrame) -> float:
+        duration = getattr(frame, "duration", None)
+        if duration:
+            return duration * self._seconds_per_tick
+        rate = self.info.average_fps if hasattr(self, "info") else None
+        return 1.0 / rate if rate else 0.0
+
+    def _rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        if frame.width != self.info.width or frame.height != self.info.height:
+            frame = frame.reformat(width=self.info.width, height=self.info.height)
+        return frame.to_ndarray(format="rgb24")
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """Duration, size and frame rate of a video file, from its metadata (no decoding)."""
+    with VideoReader(path) as reader:
+        return reader.info
+
+
+def decode_frames(path: str | os.PathLike, times: Sequence[float] | np.ndarray) -> DecodedFrames:
+    """The frames shown at ``times`` (seconds) in the video at ``path``: uint8 ``[T, H, W, 3]``."""
+    with VideoReader(path) as reader:
+        return reader.frames_at(times)
+
+
+def _reason(error: BaseException) -> str:
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__
