@@ -1,0 +1,116 @@
+"""What a model can do, as capabilities that tasks ask for (never a model class).
+
+A task engine names the capability it needs (`DUAL_ENCODER`, `PAIR_SCORER`, `LOCALIZER`);
+`require_capability` checks the model before any video is decoded, so asking a localizer to do
+retrieval fails at once with one clear line.
+
+Frames: the task's protocol decides *which instants* are sampled (frames, uniform or fixed fps,
+context); the model's `frame_spec` decides *how pixels are prepared* (size, crop, mean/std).
+`task_frame_spec` combines the two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+from instract_eval.errors import InputError
+from instract_eval.media import FrameSpec
+
+__all__ = [
+    "DUAL_ENCODER",
+    "PAIR_SCORER",
+    "LOCALIZER",
+    "CAPABILITIES",
+    "VideoTextModel",
+    "PairScorer",
+    "Localizer",
+    "Segment",
+    "capabilities_of",
+    "require_capability",
+    "task_frame_spec",
+]
+
+
+@runtime_checkable
+class VideoTextModel(Protocol):
+    """Dual encoder: videos and texts to one embedding space (CLIP4Clip, ViCLIP, InstrAction ...)."""
+
+    def frame_spec(self) -> FrameSpec: ...
+
+    def encode_video(self, clips: torch.Tensor) -> torch.Tensor:
+        """``[B, T, 3, H, W]`` float frames to ``[B, D]`` embeddings."""
+        ...
+
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        """``B`` strings to ``[B, D]`` embeddings."""
+        ...
+
+
+@runtime_checkable
+class PairScorer(Protocol):
+    """Cross-encoder or generative VLM scoring each (clip, caption) pair."""
+
+    def frame_spec(self) -> FrameSpec: ...
+
+    def score(self, clips: torch.Tensor, texts: list[list[str]]) -> torch.Tensor:
+        """``[B, T, 3, H, W]`` clips and ``B`` lists of ``C`` captions to ``[B, C]`` scores."""
+        ...
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One localized action: seconds, class name, confidence."""
+
+    start: float
+    end: float
+    label: str
+    score: float
+
+
+@runtime_checkable
+class Localizer(Protocol):
+    """Temporal action localizer: ActionFormer-style heads, ActionVLM, QA-style VLMs."""
+
+    def localize(self, video: str, classes: Sequence[str],
+                 descriptions: Mapping[str, str] | None) -> list[Segment]: ...
+
+
+DUAL_ENCODER = "dual_encoder"
+PAIR_SCORER = "pair_scorer"
+LOCALIZER = "localizer"
+CAPABILITIES: Mapping[str, type] = {DUAL_ENCODER: VideoTextModel, PAIR_SCORER: PairScorer, LOCALIZER: Localizer}
+
+
+def capabilities_of(model: Any) -> tuple[str, ...]:
+    """The capabilities a model object provides (by the methods it has)."""
+    return tuple(name for name, protocol in CAPABILITIES.items() if isinstance(model, protocol))
+
+
+def require_capability(model: Any, capability: str, task: str) -> None:
+    """Raise one clear `InputError` when ``model`` cannot serve ``task``."""
+    if capability not in CAPABILITIES:
+        raise ValueError(f"unknown capability {capability!r} (one of {', '.join(CAPABILITIES)})")
+    if not isinstance(model, CAPABILITIES[capability]):
+        has = ", ".join(capabilities_of(model)) or "none"
+        name = getattr(model, "name", type(model).__name__)
+        raise InputError(f"task {task} needs a {capability.replace('_', ' ')} model; {name} provides: {has}",
+                         field="--model")
+
+
+def task_frame_spec(model_spec: FrameSpec, protocol: Mapping[str, Any]) -> FrameSpec:
+    """The task's temporal sampling with the model's pixel preparation."""
+    sampling = protocol.get("sampling", model_spec.sampling)
+    fps = protocol.get("fps", model_spec.fps)
+    return FrameSpec(
+        num_frames=int(protocol.get("frames", model_spec.num_frames)),
+        sampling=sampling,
+        fps=fps,
+        size=model_spec.size,
+        crop=model_spec.crop,
+        mean=model_spec.mean,
+        std=model_spec.std,
+    )

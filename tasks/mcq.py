@@ -1,0 +1,86 @@
+"""The multiple-choice engine: a video against candidate texts, or a text against candidate videos.
+
+Serves InstrAct-Semantic (10 captions, positive first), InstrAct-Logic (up to 3 order captions,
+missing ones masked), ActionBench AA and OR (a clip against [text, altered text]) and ActionBench
+VR (a text against [clip, the same clip reversed in time]). Candidates of different lengths are
+padded and masked. Every candidate is scored by the cosine of the model's embeddings; the ranks,
+R@K, median/mean rank and accuracy come from `instract_eval.metrics.mcq_metrics` under the task's
+tie policy.
+
+Coverage: an item whose video cannot be decoded is an error, unless the user asked for
+``allow_missing``; then it is left out and the result says how many items were evaluated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from instract_eval.adapters.protocols import DUAL_ENCODER, require_capability, task_frame_spec
+from instract_eval.media import ClipRequest
+from instract_eval.metrics import mcq_metrics
+
+from .encoding import cosine_scores, encode_texts, encode_videos
+
+__all__ = ["MCQItem", "evaluate_mcq"]
+
+
+@dataclass(frozen=True)
+class MCQItem:
+    """One query and its candidates; ``answer`` indexes the correct candidate (0 by convention)."""
+
+    query: ClipRequest | str
+    candidates: tuple[ClipRequest, ...] | tuple[str, ...]
+    answer: int = 0
+    sample_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.candidates:
+            raise ValueError(f"item {self.sample_id!r} has no candidates")
+        kinds = {type(c) for c in self.candidates}
+        if len(kinds) != 1 or isinstance(self.query, type(self.candidates[0])):
+            raise ValueError(f"item {self.sample_id!r}: a video query needs text candidates and vice versa")
+        if not 0 <= self.answer < len(self.candidates):
+            raise ValueError(f"item {self.sample_id!r}: answer {self.answer} is not a candidate index")
+
+
+def evaluate_mcq(model: Any, items: Sequence[MCQItem], *, task: str, protocol: Mapping[str, Any],
+                 ties: str = "expected", batch_size: int = 8, num_workers: int = 0,
+                 allow_missing: bool = False) -> dict:
+    """Score every item and summarise: ``{"metrics", "coverage", "samples"}``."""
+    require_capability(model, DUAL_ENCODER, task)
+    spec = task_frame_spec(model.frame_spec(), protocol)
+    requests = [v for item in items for v in (item.query, *item.candidates) if isinstance(v, ClipRequest)]
+    texts = [t for item in items for t in (item.query, *item.candidates) if isinstance(t, str)]
+    videos = encode_videos(model, requests, spec, batch_size=batch_size, num_workers=num_workers,
+                           allow_missing=allow_missing)
+    text_embeddings = encode_texts(model, texts)
+
+    def embedding(value: ClipRequest | str) -> np.ndarray | None:
+        return text_embeddings[value] if isinstance(value, str) else videos.embeddings.get(value.key())
+
+    kept = [item for item in items
+            if all(embedding(v) is not None for v in (item.query, *item.candidates))]
+    if not kept:
+        raise ValueError(f"task {task}: no item could be evaluated (all videos failed to decode)")
+    width = max(len(item.candidates) for item in kept)
+    dim = embedding(kept[0].query).shape[-1]
+    queries = np.stack([embedding(item.query) for item in kept])
+    candidates = np.zeros((len(kept), width, dim))
+    mask = np.zeros((len(kept), width), dtype=bool)
+    for row, item in enumerate(kept):
+        candidates[row, :len(item.candidates)] = [embedding(c) for c in item.candidates]
+        mask[row, :len(item.candidates)] = True
+    scores = np.where(mask, cosine_scores(queries, candidates), -np.inf)
+    answers = np.array([item.answer for item in kept])
+    metrics = mcq_metrics(scores, answers, mask, ties=ties)
+    return {
+        "metrics": metrics,
+        "coverage": {"evaluated": len(kept), "total": len(items), "fraction": len(kept) / len(items),
+                     "failed_videos": videos.failed},
+        "samples": [{"id": item.sample_id, "scores": row[m].tolist(), "answer": item.answer}
+                    for item, row, m in zip(kept, scores, mask)],
+    }

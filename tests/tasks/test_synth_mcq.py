@@ -1,0 +1,65 @@
+"""Multiple-choice tasks of the synthetic world end to end: registry -> files -> decoding -> metrics."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from instract_eval.media import FrameSpec
+from instract_eval.synth import generate_world
+from instract_eval.tasks import load_registry, require_data
+from instract_eval.tasks.build import mcq_items
+from instract_eval.tasks.mcq import evaluate_mcq
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth") / "world"
+    generate_world(out, seed=0, size="tiny")
+    return out
+
+
+class ConstantModel:
+    """A collapsed model: every clip and every text gets the same embedding."""
+
+    name = "constant"
+
+    def frame_spec(self):
+        return FrameSpec(num_frames=8, size=32, crop=32)
+
+    def encode_video(self, clips):
+        assert clips.shape[1:] == (8, 3, 32, 32)
+        return torch.ones(clips.shape[0], 4)
+
+    def encode_text(self, texts):
+        return torch.ones(len(texts), 4)
+
+
+@pytest.mark.parametrize(
+    "task, chance",
+    [("synth-semantic", 1 / 10), ("synth-logic", None), ("synth-aa", 1 / 2), ("synth-vr", 1 / 2),
+     ("synth-or", 1 / 2)],
+)
+def test_a_collapsed_model_scores_exactly_chance(world, task, chance):
+    spec = load_registry([world / "tasks.yaml"]).tasks[task]
+    items = mcq_items(spec, require_data(spec, environ={}))
+    counts = json.loads((world / "manifest.json").read_text())["counts"]
+    assert len(items) == counts[task]
+    result = evaluate_mcq(ConstantModel(), items, task=task, protocol=spec.protocol, ties=spec.ties)
+    metrics = result["metrics"]
+    expected = chance if chance is not None else sum(1 / len(i.candidates) for i in items) / len(items)
+    assert metrics["accuracy"] == pytest.approx(expected)
+    assert metrics["num_tied"] == len(items)
+    assert result["coverage"]["fraction"] == 1.0
+
+
+def test_vr_items_pair_each_clip_with_its_reversal(world):
+    spec = load_registry([world / "tasks.yaml"]).tasks["synth-vr"]
+    for item in mcq_items(spec, require_data(spec, environ={})):
+        original, reversed_clip = item.candidates
+        assert isinstance(item.query, str)
+        assert (original.reverse, reversed_clip.reverse) == (False, True)
+        assert (original.path, original.start, original.end) == (reversed_clip.path, reversed_clip.start,
+                                                                  reversed_clip.end)
