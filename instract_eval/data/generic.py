@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Iterable, NamedTuple
 
 from ..errors import InputError
-from .jsonfile import read_json, require_list, require_mapping
+from .jsonfile import read_json, read_text, require_list, require_mapping
 
 HF_PREFIX = "hf:"
 FORMATS = ("json", "jsonl", "csv", "tsv", "parquet")
@@ -148,21 +148,6 @@ def _format_of(path: Path) -> str:
             "cannot tell the format from the file name: use .json, .jsonl, .csv, .tsv or .parquet, "
             "or an hf:owner/name source", path=path)
     return kind
-
-
-def read_text(path: Path) -> str:
-    """The UTF-8 text of a file; a missing, unreadable or empty file raises `InputError` naming it."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("file not found", path=path) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, expected a file", path=path) from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=path) from None
-    if not text.strip():
-        raise InputError("file is empty", path=path)
-    return text
 
 
 def _read_json_list(path: Path) -> list[Record]:

@@ -11,19 +11,26 @@ from typing import Any
 from ..errors import InputError
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    """Parse a JSON file; a missing, empty or malformed file raises `InputError` naming it."""
+def read_text(path: str | os.PathLike) -> str:
+    """The UTF-8 text of a file; a missing, unreadable or empty file raises `InputError` naming it."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError("file not found", path=path) from None
     except IsADirectoryError:
-        raise InputError("is a directory, expected a JSON file", path=path) from None
+        raise InputError("is a directory, expected a file", path=path) from None
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=path) from None
     if not text.strip():
         raise InputError("file is empty", path=path)
+    return text
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Parse a JSON file; a missing, empty or malformed file raises `InputError` naming it."""
+    path = Path(path)
+    text = read_text(path)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
