@@ -1,6 +1,7 @@
 """From a registered task and its files to engine items.
 
-Each annotation format maps to items of one engine; perturbations are declared by the task
+Each annotation format maps to items of one engine (InstrAct Semantic/Logic and ActionBench:
+multiple choice; InstrAct-Dynamics: pooled retrieval); perturbations are declared by the task
 (`transform`) and applied here as a property of the item (a reversed `ClipRequest`, the antonym
 or object-replaced caption), never by copying the data:
 
@@ -14,14 +15,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from instract_eval.data.actionbench import probe_texts, read_ego4d, read_ssv2, video_path
-from instract_eval.data.instract import read_logic, read_semantic
+from instract_eval.data.instract import read_dynamics, read_logic, read_semantic
 from instract_eval.errors import InputError
 from instract_eval.media import ClipRequest
 
 from .mcq import MCQItem
 from .registry import DataLocation, TaskSpec
+from .retrieval import RetrievalItem
 
-__all__ = ["MCQ_FORMATS", "PROBE_OF_TRANSFORM", "mcq_items"]
+__all__ = ["MCQ_FORMATS", "PROBE_OF_TRANSFORM", "mcq_items", "retrieval_items"]
 
 PROBE_OF_TRANSFORM = {"antonym_text": "aa", "object_replaced_text": "or", "reverse_video": "vr"}
 MCQ_FORMATS = ("instract-semantic", "instract-logic", "actionbench-ego4d", "actionbench-ssv2")
@@ -38,9 +40,7 @@ def mcq_items(spec: TaskSpec, location: DataLocation) -> list[MCQItem]:
         items = []
         for index, row in enumerate(rows):
             clip = row.clip
-            request = ClipRequest(str(Path(videos) / f"{clip.video_id}.mp4"), clip.start, clip.end,
-                                  context_s=float(protocol.get("context_s", 0.0)),
-                                  min_clip_s=float(protocol.get("min_clip_s", 0.0)), video_id=clip.video_id)
+            request = _instract_request(clip, videos, protocol)
             negatives = row.negatives if keep is None else row.negatives[:keep]
             items.append(MCQItem(request, (clip.caption, *negatives), sample_id=f"{spec.name}/{index}"))
         return items
@@ -63,3 +63,24 @@ def mcq_items(spec: TaskSpec, location: DataLocation) -> list[MCQItem]:
         return items
     raise InputError(f"task {spec.name}: format '{spec.format}' is not a multiple-choice format "
                      f"({', '.join(MCQ_FORMATS)})", path=spec.source, field=f"tasks.{spec.name}.format")
+
+
+def retrieval_items(spec: TaskSpec, location: DataLocation) -> list[RetrievalItem]:
+    """The pooled retrieval items of a task: InstrAct-Dynamics, one pool per object file."""
+    if spec.format != "instract-dynamics":
+        raise InputError(f"task {spec.name}: format '{spec.format}' is not a retrieval format (instract-dynamics)",
+                         path=spec.source, field=f"tasks.{spec.name}.format")
+    videos = location.files["videos"]
+    return [
+        RetrievalItem(clip.clip.caption, _instract_request(clip.clip, videos, spec.protocol), pool=pool,
+                      sample_id=f"{spec.name}/{pool}/{index}")
+        for pool, clips in read_dynamics(location.files["annotations"]).items()
+        for index, clip in enumerate(clips)
+    ]
+
+
+def _instract_request(clip, videos: Path, protocol) -> ClipRequest:
+    """An InstrAct clip (``<videos>/<video_id>.mp4``) with the protocol's context and minimum length."""
+    return ClipRequest(str(Path(videos) / f"{clip.video_id}.mp4"), clip.start, clip.end,
+                       context_s=float(protocol.get("context_s", 0.0)),
+                       min_clip_s=float(protocol.get("min_clip_s", 0.0)), video_id=clip.video_id)

@@ -63,3 +63,19 @@ def test_vr_items_pair_each_clip_with_its_reversal(world):
         assert (original.reverse, reversed_clip.reverse) == (False, True)
         assert (original.path, original.start, original.end) == (reversed_clip.path, reversed_clip.start,
                                                                   reversed_clip.end)
+
+
+def test_dynamics_pools_with_a_collapsed_model_score_one_over_pool_size(world):
+    from instract_eval.tasks.build import retrieval_items
+    from instract_eval.tasks.retrieval import evaluate_retrieval
+
+    spec = load_registry([world / "tasks.yaml"]).tasks["synth-dynamics"]
+    items = retrieval_items(spec, require_data(spec, environ={}))
+    pools = {item.pool for item in items}
+    assert len(pools) == json.loads((world / "manifest.json").read_text())["counts"]["synth-dynamics-pools"]
+    result = evaluate_retrieval(ConstantModel(), items, task=spec.name, protocol=spec.protocol, ties=spec.ties)
+    # Every query ties with its whole pool: P(rank 1) = 1/|pool|; summed over a pool that is 1.
+    assert result["metrics"]["t2v"]["R@1"] == pytest.approx(len(pools) / len(items))
+    assert result["metrics"]["mean"]["R@1"] == pytest.approx(len(pools) / len(items))
+    assert set(result["per_pool"]) == pools
+    assert sum(entry["num_items"] for entry in result["by_pool_size"].values()) == len(items)
