@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .data.activitynet import read_ground_truth, read_predictions
+from .data.activitynet import available_subsets, read_ground_truth, read_predictions
 from .data.arrays import read_array
 from .data.jsonfile import read_json, require_list, require_mapping
 from .errors import InputError
@@ -25,6 +24,7 @@ from .metrics.localization import TIOU_THRESHOLD_PRESETS, temporal_localization_
 from .metrics.ranking import TIE_POLICIES, mcq_metrics
 from .metrics.retrieval import pooled_retrieval_metrics, retrieval_metrics
 from .tasks import task
+from .tasks.registry import builtin_resource
 
 PathLike = str | os.PathLike
 
@@ -61,11 +61,6 @@ def localization_preset(name: str) -> LocalizationPreset:
     )
 
 
-def builtin_ground_truth_path(filename: str):
-    """A context manager yielding the filesystem path of a ground-truth file shipped in the package."""
-    return resources.as_file(resources.files("instract_eval.data").joinpath("resources", filename))
-
-
 def threshold_key(threshold: float) -> str:
     """The JSON key of a tIoU threshold: shortest decimal after rounding off linspace noise."""
     return f"{round(float(threshold), 10):g}"
@@ -97,7 +92,7 @@ def score_localization(
         if chosen is None or chosen.builtin_ground_truth is None:
             raise InputError("give --ground-truth (only --preset thumos14 ships its ground truth)",
                              field="--ground-truth")
-        with builtin_ground_truth_path(chosen.builtin_ground_truth) as shipped:
+        with builtin_resource(chosen.builtin_ground_truth) as shipped:
             gt = read_ground_truth(shipped, subset or chosen.subset)
     else:
         gt = read_ground_truth(ground_truth, subset or _default_subset(ground_truth, chosen))
@@ -134,8 +129,6 @@ def _default_subset(ground_truth: PathLike, chosen: LocalizationPreset | None) -
     """The preset's subset when the file has it; otherwise let the reader insist on --subset."""
     if chosen is None:
         return None
-    from .data.activitynet import available_subsets
-
     present = {s.lower() for s in available_subsets(ground_truth)}
     return chosen.subset if chosen.subset.lower() in present else None
 

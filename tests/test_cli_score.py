@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from instract_eval.cli import main
-from instract_eval.scoring import builtin_ground_truth_path
+from instract_eval.tasks.registry import builtin_resource
 
 from .helpers import ground_truth_document, predictions_document, write_json
 
@@ -55,7 +55,7 @@ def test_tal_hand_worked_example(tmp_path, run_cli):
 
 
 def test_tal_thumos14_preset_uses_shipped_ground_truth_and_linspace_thresholds(tmp_path, run_cli):
-    with builtin_ground_truth_path("thumos14_gt.json") as path:
+    with builtin_resource("thumos14_gt.json") as path:
         database = json.loads(Path(path).read_text())["database"]
     perfect = {
         video: [{"label": a["label"], "segment": a["segment"], "score": 1.0} for a in entry["annotations"]]

@@ -24,6 +24,8 @@ from types import MappingProxyType
 
 import numpy as np
 
+from ._checks import finite_vector, segment_array
+
 __all__ = [
     "THUMOS14_TIOU_THRESHOLDS",
     "ACTIVITYNET_TIOU_THRESHOLDS",
@@ -97,8 +99,8 @@ def temporal_iou(segments_a: object, segments_b: object) -> np.ndarray:
     -------
     np.ndarray, shape [N, M], float64
     """
-    a = _as_segments(segments_a, "segments_a", positive_length=False)
-    b = _as_segments(segments_b, "segments_b", positive_length=False)
+    a = segment_array(segments_a, "segments_a")
+    b = segment_array(segments_b, "segments_b")
     tiou = _pairwise_tiou(a[:, None, 0], a[:, None, 1], b[None, :, 0], b[None, :, 1])
     return np.nan_to_num(tiou, nan=0.0)
 
@@ -242,47 +244,6 @@ def _as_labels(values: object, name: str, num_classes: int) -> np.ndarray:
     return array
 
 
-def _as_segments(values: object, name: str, *, positive_length: bool) -> np.ndarray:
-    array = np.asarray(values)
-    if array.size == 0 and array.ndim <= 2:
-        return np.zeros((0, 2), dtype=np.float64)
-    if array.ndim != 2 or array.shape[1] != 2:
-        raise ValueError(f"{name} must have shape [N, 2] (start, end), got shape {array.shape}")
-    if array.dtype.kind not in "iuf":
-        raise ValueError(f"{name} must hold real numbers, got dtype {array.dtype}")
-    array = array.astype(np.float64)
-    finite = np.isfinite(array)
-    if not finite.all():
-        row = int(np.argmax(~finite.all(axis=1)))
-        raise ValueError(f"{name}[{row}] = {array[row].tolist()} is not finite")
-    negative = array[:, 0] < 0
-    if negative.any():
-        row = int(np.argmax(negative))
-        raise ValueError(f"{name}[{row}] = {array[row].tolist()} starts before 0")
-    bad = array[:, 1] <= array[:, 0] if positive_length else array[:, 1] < array[:, 0]
-    if bad.any():
-        row = int(np.argmax(bad))
-        need = "start < end (ground truth needs a positive length)" if positive_length else "start <= end"
-        raise ValueError(f"{name}[{row}] = {array[row].tolist()} is invalid: need {need}")
-    return array
-
-
-def _as_scores(values: object, name: str) -> np.ndarray:
-    array = np.asarray(values)
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array, got shape {array.shape}")
-    if array.shape[0] == 0:
-        return np.zeros(0, dtype=np.float64)
-    if array.dtype.kind not in "iuf":
-        raise ValueError(f"{name} must hold real numbers, got dtype {array.dtype}")
-    array = array.astype(np.float64)
-    bad = ~np.isfinite(array)
-    if bad.any():
-        index = int(np.argmax(bad))
-        raise ValueError(f"{name}[{index}] = {array[index]!r} is not finite")
-    return array
-
-
 def _as_thresholds(values: object) -> np.ndarray:
     array = np.array(values, dtype=np.float64, ndmin=1)
     if array.ndim != 1 or array.shape[0] == 0:
@@ -412,13 +373,13 @@ def temporal_localization_map(
     thr = _as_thresholds(thresholds)
     gv = _as_ids(gt_video, "gt_video")
     gl = _as_labels(gt_label, "gt_label", num_classes)
-    gs = _as_segments(gt_segments, "gt_segments", positive_length=True)
+    gs = segment_array(gt_segments, "gt_segments", positive_length=True)
     _check_length(gl, gv.shape[0], "gt_label", "gt_video")
     _check_length(gs, gv.shape[0], "gt_segments", "gt_video")
     pv = _as_ids(pred_video, "pred_video")
     pl = _as_labels(pred_label, "pred_label", num_classes)
-    ps = _as_segments(pred_segments, "pred_segments", positive_length=False)
-    sc = _as_scores(pred_scores, "pred_scores")
+    ps = segment_array(pred_segments, "pred_segments")
+    sc = finite_vector(pred_scores, "pred_scores")
     _check_length(pl, pv.shape[0], "pred_label", "pred_video")
     _check_length(ps, pv.shape[0], "pred_segments", "pred_video")
     _check_length(sc, pv.shape[0], "pred_scores", "pred_video")

@@ -62,6 +62,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ._checks import finite_vector, segment_array
 from .ranking import _show
 
 __all__ = [
@@ -104,52 +105,6 @@ def _count(value: object, name: str, minimum: int) -> int:
     return int(value)
 
 
-def _real_vector(values: object, name: str, length: int | None = None) -> np.ndarray:
-    """A 1-D float64 array of finite numbers (of ``length`` entries when given)."""
-    array = np.asarray(values)
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array, got shape {array.shape}")
-    if length is not None and array.shape[0] != length:
-        raise ValueError(f"{name} has {array.shape[0]} entries but {length} are needed (one per response/prediction)")
-    if array.shape[0] == 0:
-        return np.zeros(0, dtype=np.float64)
-    if array.dtype.kind not in "iuf":
-        raise ValueError(f"{name} must hold real numbers, got dtype {array.dtype}")
-    array = array.astype(np.float64)
-    bad = ~np.isfinite(array)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise ValueError(f"{name}[{i}] = {float(array[i])!r} is not finite")
-    return array
-
-
-def _segment_array(values: object, name: str, *, allow_empty: bool) -> np.ndarray:
-    """A float64 ``[K, 2]`` array of finite ``(start, end)`` with ``0 <= start <= end``."""
-    array = np.asarray(values)
-    if array.size == 0 and array.ndim <= 2 and (array.ndim < 2 or array.shape[1] in (0, 2)):
-        if not allow_empty:
-            raise ValueError(f"{name} is empty: need at least one (start, end) row")
-        return np.zeros((0, 2), dtype=np.float64)
-    if array.ndim != 2 or array.shape[1] != 2:
-        raise ValueError(f"{name} must have shape [K, 2] (start, end), got shape {array.shape}")
-    if array.dtype.kind not in "iuf":
-        raise ValueError(f"{name} must hold real numbers, got dtype {array.dtype}")
-    array = array.astype(np.float64)
-    finite = np.isfinite(array).all(axis=1)
-    if not finite.all():
-        row = int(np.argmax(~finite))
-        raise ValueError(f"{name}[{row}] = {array[row].tolist()} is not finite")
-    negative = array[:, 0] < 0
-    if negative.any():
-        row = int(np.argmax(negative))
-        raise ValueError(f"{name}[{row}] = {array[row].tolist()} starts before 0")
-    reversed_ = array[:, 0] > array[:, 1]
-    if reversed_.any():
-        row = int(np.argmax(reversed_))
-        raise ValueError(f"{name}[{row}] = {array[row].tolist()} has start > end")
-    return array
-
-
 def _responses(responses: object) -> list[np.ndarray]:
     if (
         isinstance(responses, (str, bytes, Mapping))
@@ -161,7 +116,7 @@ def _responses(responses: object) -> list[np.ndarray]:
         )
     if len(responses) == 0:
         raise ValueError("responses is empty: the rates of zero responses are undefined")
-    return [_segment_array(r, f"responses[{i}]", allow_empty=True) for i, r in enumerate(responses)]
+    return [segment_array(r, f"responses[{i}]", allow_empty=True) for i, r in enumerate(responses)]
 
 
 def _video_ids(values: object, length: int) -> np.ndarray:
@@ -174,7 +129,7 @@ def _video_ids(values: object, length: int) -> np.ndarray:
 
 
 def _durations(values: object, video_ids: np.ndarray) -> np.ndarray:
-    array = _real_vector(values, "durations", video_ids.shape[0])
+    array = finite_vector(values, "durations", video_ids.shape[0])
     bad = array <= 0
     if bad.any():
         i = int(np.argmax(bad))
@@ -557,7 +512,7 @@ def ambiguity_calibration(
     if not isinstance(clip_to_window, (bool, np.bool_)):
         raise ValueError(f"clip_to_window must be True or False, got {_show(clip_to_window)}")
     thresholds = _threshold_keys(length_thresholds)
-    windows = _segment_array(clip_windows, "clip_windows", allow_empty=False)
+    windows = segment_array(clip_windows, "clip_windows", allow_empty=False)
     flat = windows[:, 1] <= windows[:, 0]
     if flat.any():
         c = int(np.argmax(flat))
@@ -575,12 +530,12 @@ def ambiguity_calibration(
     if outside.any():
         i = int(np.argmax(outside))
         raise ValueError(f"prediction_clips[{i}] = {int(clips[i])} is outside 0..{num_clips - 1} ({num_clips} clip_windows)")
-    scores = _real_vector(confidences, "confidences", num_predictions)
+    scores = finite_vector(confidences, "confidences", num_predictions)
     bad = (scores < 0) | (scores > 1)
     if bad.any():
         i = int(np.argmax(bad))
         raise ValueError(f"confidences[{i}] = {float(scores[i])!r} is outside [0, 1]: confidences are probabilities")
-    spans = _segment_array(segments, "segments", allow_empty=True)
+    spans = segment_array(segments, "segments", allow_empty=True)
     if spans.shape[0] != num_predictions:
         raise ValueError(
             f"segments has {spans.shape[0]} rows but prediction_clips has {num_predictions}: need one per prediction"

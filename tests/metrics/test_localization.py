@@ -23,7 +23,7 @@ from instract_eval.metrics.localization import (
     temporal_iou,
     temporal_localization_map,
 )
-from instract_eval.scoring import builtin_ground_truth_path
+from instract_eval.tasks.registry import builtin_resource
 
 
 # ------------------------------------------------------------------------------------------------
@@ -270,7 +270,7 @@ def test_interpolated_average_precision_by_hand():
 
 
 def thumos14_test_ground_truth():
-    with builtin_ground_truth_path("thumos14_gt.json") as path:
+    with builtin_resource("thumos14_gt.json") as path:
         return read_ground_truth(path, "test")  # the file says "Test"
 
 
