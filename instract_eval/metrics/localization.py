@@ -390,6 +390,8 @@ def temporal_localization_map(
     npos = np.bincount(gl, minlength=num_classes)
     pred_per_class = np.bincount(pl, minlength=num_classes)
     tp = np.zeros((num_thr, num_pred), dtype=bool)
+    # Predictions grouped by class, by score inside a class: the walk order and the AP order.
+    order = _class_score_order(pl, sc, num_classes)
 
     # --- (class, video) groups of the ground truth -----------------------------------------------
     num_videos = int(max(gv.max(), pv.max() if num_pred else 0)) + 1
@@ -424,10 +426,9 @@ def temporal_localization_map(
             live = np.zeros(0, dtype=bool)
 
         rank = np.empty(num_pred, dtype=np.int64)
-        rank[_class_score_order(pl, sc, num_classes)] = np.arange(num_pred)
+        rank[order] = np.arange(num_pred)
 
         live_idx = np.flatnonzero(live)
-        live_group = group[live_idx]
         live_size = size[live_idx]
         width = np.left_shift(1, np.ceil(np.log2(live_size)).astype(np.int64))  # bucket: next power of two
         for w in np.unique(width).tolist():
@@ -461,7 +462,6 @@ def temporal_localization_map(
     # --- AP of every (threshold, class) from the true positives, in class score order ------------
     average_precision = np.zeros((num_thr, num_classes), dtype=np.float64)
     if num_pred:
-        order = _class_score_order(pl, sc, num_classes)
         sorted_label = pl[order]
         class_first = np.cumsum(pred_per_class) - pred_per_class
         position = np.arange(num_pred) - class_first[sorted_label]  # 0-based rank inside the class
