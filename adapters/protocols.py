@@ -1,6 +1,7 @@
 """What a model can do, as capabilities that tasks ask for (never a model class).
 
-A task engine names the capability it needs (`DUAL_ENCODER`, `PAIR_SCORER`, `LOCALIZER`);
+A task engine names the capability it needs (`DUAL_ENCODER`, `TOKEN_ENCODER`, `PAIR_SCORER`,
+`LOCALIZER`);
 `require_capability` checks the model before any video is decoded, so asking a localizer to do
 retrieval fails at once with one clear line.
 
@@ -22,10 +23,12 @@ from instract_eval.media import FrameSpec
 
 __all__ = [
     "DUAL_ENCODER",
+    "TOKEN_ENCODER",
     "PAIR_SCORER",
     "LOCALIZER",
     "CAPABILITIES",
     "VideoTextModel",
+    "VideoTokenModel",
     "PairScorer",
     "Localizer",
     "Segment",
@@ -43,6 +46,25 @@ class VideoTextModel(Protocol):
 
     def encode_video(self, clips: torch.Tensor) -> torch.Tensor:
         """``[B, T, 3, H, W]`` float frames to ``[B, D]`` embeddings."""
+        ...
+
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        """``B`` strings to ``[B, D]`` embeddings."""
+        ...
+
+
+@runtime_checkable
+class VideoTokenModel(Protocol):
+    """A video encoder exposing its temporally ordered tokens (InstrAction's action latents, frame embeddings).
+
+    The alignment diagnostic (InstrAction Fig. 8) compares these tokens with verb-phrase embeddings
+    from ``encode_text``, so both must live in one space.
+    """
+
+    def frame_spec(self) -> FrameSpec: ...
+
+    def encode_video_tokens(self, clips: torch.Tensor) -> torch.Tensor:
+        """``[B, T, 3, H, W]`` float frames to ``[B, K, D]`` tokens in temporal order."""
         ...
 
     def encode_text(self, texts: list[str]) -> torch.Tensor:
@@ -73,16 +95,24 @@ class Segment:
 
 @runtime_checkable
 class Localizer(Protocol):
-    """Temporal action localizer: ActionFormer-style heads, ActionVLM, QA-style VLMs."""
+    """Temporal action localizer: ActionFormer-style heads, ActionVLM, QA-style VLMs.
+
+    ``video`` is the path of the video (or of its precomputed features); ``descriptions`` maps
+    each class to the text the localizer is given for it (None when the task has none). A
+    localizer that answers in text sets the class attribute ``answers_in_text = True``, which
+    makes the localization engine report ActionVLM's hallucination rates for it.
+    """
 
     def localize(self, video: str, classes: Sequence[str],
                  descriptions: Mapping[str, str] | None) -> list[Segment]: ...
 
 
 DUAL_ENCODER = "dual_encoder"
+TOKEN_ENCODER = "token_encoder"
 PAIR_SCORER = "pair_scorer"
 LOCALIZER = "localizer"
-CAPABILITIES: Mapping[str, type] = {DUAL_ENCODER: VideoTextModel, PAIR_SCORER: PairScorer, LOCALIZER: Localizer}
+CAPABILITIES: Mapping[str, type] = {DUAL_ENCODER: VideoTextModel, TOKEN_ENCODER: VideoTokenModel,
+                                    PAIR_SCORER: PairScorer, LOCALIZER: Localizer}
 
 
 def capabilities_of(model: Any) -> tuple[str, ...]:

@@ -29,17 +29,22 @@ class EncodedVideos:
 
 
 def encode_videos(model, requests: Iterable[ClipRequest], spec: FrameSpec, *, batch_size: int = 8,
-                  num_workers: int = 0, allow_missing: bool = False) -> EncodedVideos:
-    """``model.encode_video`` over the unique requests; missing files raise unless ``allow_missing``."""
+                  num_workers: int = 0, allow_missing: bool = False, method: str = "encode_video") -> EncodedVideos:
+    """``model.<method>`` over the unique requests; missing files raise unless ``allow_missing``.
+
+    ``method`` is ``encode_video`` (``[B, D]`` embeddings) or ``encode_video_tokens`` (``[B, K, D]``
+    tokens); either way the K temporal clips of a request are averaged element-wise.
+    """
     unique = {request.key(): request for request in requests}
     loader = clip_loader(list(unique.values()), spec, batch_size=batch_size, num_workers=num_workers,
                          on_error="skip" if allow_missing else "raise")
     embeddings: dict[str, np.ndarray] = {}
+    encode = getattr(model, method)
     with torch.inference_mode():
         for batch in loader:
             size, num_clips = batch.clips.shape[:2]
-            encoded = model.encode_video(batch.clips.flatten(0, 1))
-            encoded = encoded.reshape(size, num_clips, -1).float().mean(dim=1).cpu().numpy()
+            encoded = encode(batch.clips.flatten(0, 1))
+            encoded = encoded.reshape(size, num_clips, *encoded.shape[1:]).float().mean(dim=1).cpu().numpy()
             _check_finite(encoded, batch.keys, "video")
             embeddings.update(zip(batch.keys, encoded))
     failed = {failure.key: f"{failure.path}: {failure.message}" for failure in loader.failures}
@@ -67,7 +72,7 @@ def cosine_scores(queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
 
 
 def _check_finite(values: np.ndarray, keys: Sequence[str], what: str) -> None:
-    bad = ~np.isfinite(values).all(axis=-1)
+    bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
     if bad.any():
         named = [keys[i] for i in np.flatnonzero(bad)[:3]]
         raise InputError(f"the model returned NaN or inf {what} embeddings for {int(bad.sum())} item(s), "
