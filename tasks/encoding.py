@@ -29,11 +29,13 @@ class EncodedVideos:
 
 
 def encode_videos(model, requests: Iterable[ClipRequest], spec: FrameSpec, *, batch_size: int = 8,
-                  num_workers: int = 0, allow_missing: bool = False, method: str = "encode_video") -> EncodedVideos:
+                  num_workers: int = 0, allow_missing: bool = False, method: str = "encode_video",
+                  keep_clips: bool = False) -> EncodedVideos:
     """``model.<method>`` over the unique requests; missing files raise unless ``allow_missing``.
 
     ``method`` is ``encode_video`` (``[B, D]`` embeddings) or ``encode_video_tokens`` (``[B, K, D]``
-    tokens); either way the K temporal clips of a request are averaged element-wise.
+    tokens). The temporal clips of a request are averaged element-wise, unless ``keep_clips``:
+    then each embedding gains a leading clip axis, for engines that average scores over clips.
     """
     unique = {request.key(): request for request in requests}
     loader = clip_loader(list(unique.values()), spec, batch_size=batch_size, num_workers=num_workers,
@@ -44,7 +46,8 @@ def encode_videos(model, requests: Iterable[ClipRequest], spec: FrameSpec, *, ba
         for batch in loader:
             size, num_clips = batch.clips.shape[:2]
             encoded = encode(batch.clips.flatten(0, 1))
-            encoded = encoded.reshape(size, num_clips, *encoded.shape[1:]).float().mean(dim=1).cpu().numpy()
+            encoded = encoded.reshape(size, num_clips, *encoded.shape[1:]).float()
+            encoded = (encoded if keep_clips else encoded.mean(dim=1)).cpu().numpy()
             _check_finite(encoded, batch.keys, "video")
             embeddings.update(zip(batch.keys, encoded))
     failed = {failure.key: f"{failure.path}: {failure.message}" for failure in loader.failures}

@@ -1,9 +1,15 @@
-"""The pooled retrieval engine: text-to-video and video-to-text inside pools of clips.
+"""The retrieval engine: text-to-video and video-to-text, inside pools of clips or over one gallery.
 
 Serves InstrAct-Dynamics (one pool per object, so only the action tells clips apart) and any
 global retrieval benchmark (one pool holding everything). Only within-pool similarities are
-computed; the per-pool results, the clip-count-weighted aggregate with the T2V/V2T mean, and the
-recall-vs-pool-size curve come from `instract_eval.metrics.retrieval`.
+computed; the per-pool results, the clip-count-weighted aggregate with the T2V/V2T mean, the
+per-category aggregate (InstrAct groups its pools into Ingredients, Processed Food and Tools &
+Appliances) and the recall-vs-pool-size curve come from `instract_eval.metrics.retrieval`.
+
+Several captions per video (MSVD, MSR-VTT with all captions) are allowed in a single-pool task:
+texts are then ranked against the unique videos and V2T follows the protocol's ``v2t``
+(``max_caption``, CLIP4Clip's, the default; or ``any_caption``, CLIP_benchmark's), as
+`instract_eval.metrics.retrieval_metrics` defines them.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import numpy as np
 
 from instract_eval.adapters.protocols import DUAL_ENCODER, require_capability, task_frame_spec
 from instract_eval.media import ClipRequest
-from instract_eval.metrics import pooled_retrieval_metrics, recall_by_pool_size
+from instract_eval.metrics import pooled_retrieval_metrics, recall_by_pool_size, retrieval_metrics
 
 from .encoding import encode_texts, encode_videos
 
@@ -25,18 +31,19 @@ __all__ = ["RetrievalItem", "evaluate_retrieval"]
 
 @dataclass(frozen=True)
 class RetrievalItem:
-    """A caption and the clip it describes, in a named pool."""
+    """A caption and the clip it describes, in a named pool (and optionally a category of pools)."""
 
     text: str
     video: ClipRequest
     pool: str = "all"
     sample_id: str = ""
+    category: str | None = None
 
 
 def evaluate_retrieval(model: Any, items: Sequence[RetrievalItem], *, task: str, protocol: Mapping[str, Any],
                        ties: str = "expected", batch_size: int = 8, num_workers: int = 0,
                        allow_missing: bool = False) -> dict:
-    """``{"metrics": weighted t2v/v2t/mean, "per_pool", "by_pool_size", "coverage"}``."""
+    """``{"metrics": t2v/v2t/mean, "per_pool", "per_category", "by_pool_size", "coverage"}``."""
     require_capability(model, DUAL_ENCODER, task)
     spec = task_frame_spec(model.frame_spec(), protocol)
     videos = encode_videos(model, [item.video for item in items], spec, batch_size=batch_size,
@@ -45,11 +52,17 @@ def evaluate_retrieval(model: Any, items: Sequence[RetrievalItem], *, task: str,
     kept = [item for item in items if item.video.key() in videos.embeddings]
     if not kept:
         raise ValueError(f"task {task}: no item could be evaluated (all videos failed to decode)")
+    coverage = {"evaluated": len(kept), "total": len(items), "fraction": len(kept) / len(items),
+                "failed_videos": videos.failed}
+    text_matrix = _unit(np.stack([texts[item.text] for item in kept]))
     pools: dict[str, list[int]] = {}
     for index, item in enumerate(kept):
         pools.setdefault(item.pool, []).append(index)
-    text_matrix = _unit(np.stack([texts[item.text] for item in kept]))
-    video_matrix = _unit(np.stack([videos.embeddings[item.video.key()] for item in kept]))
+    keys = [item.video.key() for item in kept]
+    if any(len({keys[i] for i in members}) < len(members) for members in pools.values()):
+        return {**_gallery_with_shared_videos(kept, text_matrix, videos.embeddings, pools, task, protocol, ties),
+                "coverage": coverage}
+    video_matrix = _unit(np.stack([videos.embeddings[key] for key in keys]))
     similarity = np.full((len(kept), len(kept)), np.nan)
     for members in pools.values():
         block = np.ix_(members, members)
@@ -58,10 +71,44 @@ def evaluate_retrieval(model: Any, items: Sequence[RetrievalItem], *, task: str,
     return {
         "metrics": pooled["weighted"],
         "per_pool": pooled["per_pool"],
+        "per_category": _per_category(kept, similarity, pools, ties),
         "by_pool_size": recall_by_pool_size(similarity, pools, ties=ties),
-        "coverage": {"evaluated": len(kept), "total": len(items), "fraction": len(kept) / len(items),
-                     "failed_videos": videos.failed},
+        "coverage": coverage,
     }
+
+
+def _per_category(items: Sequence[RetrievalItem], similarity: np.ndarray, pools: Mapping[str, list[int]],
+                  ties: str) -> dict:
+    """The clip-weighted aggregate over the pools of each category (empty when no item has one)."""
+    categories: dict[str, dict[str, list[int]]] = {}
+    for pool, members in pools.items():
+        named = {items[i].category for i in members}
+        if len(named) > 1:
+            raise ValueError(f"pool {pool!r} mixes the categories {sorted(map(str, named))}")
+        category = named.pop()
+        if category is not None:
+            categories.setdefault(category, {})[pool] = members
+    return {category: {**pooled_retrieval_metrics(similarity, chosen, ties=ties)["weighted"],
+                       "num_pools": len(chosen), "num_items": sum(len(m) for m in chosen.values())}
+            for category, chosen in sorted(categories.items())}
+
+
+def _gallery_with_shared_videos(items: Sequence[RetrievalItem], text_matrix: np.ndarray,
+                                embeddings: Mapping[str, np.ndarray], pools: Mapping[str, list[int]],
+                                task: str, protocol: Mapping[str, Any], ties: str) -> dict:
+    """One gallery where several captions describe one video: texts against the unique videos."""
+    if len(pools) > 1:
+        raise ValueError(f"task {task}: a video is described by several captions, which is only "
+                         "supported in a single-pool (global) retrieval task")
+    unique = list(dict.fromkeys(item.video.key() for item in items))
+    column = {key: index for index, key in enumerate(unique)}
+    video_matrix = _unit(np.stack([embeddings[key] for key in unique]))
+    owner = np.array([column[item.video.key()] for item in items])
+    v2t = str(protocol.get("v2t", "max_caption"))
+    metrics = retrieval_metrics(text_matrix @ video_matrix.T, text_to_video=owner, ties=ties, v2t=v2t)
+    metrics["mean"] = {key: (metrics["t2v"][key] + metrics["v2t"][key]) / 2
+                       for key in metrics["t2v"] if key.startswith("R@")}
+    return {"metrics": metrics, "v2t_definition": v2t, "num_videos": len(unique), "num_texts": len(items)}
 
 
 def _unit(matrix: np.ndarray) -> np.ndarray:

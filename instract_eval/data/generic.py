@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Iterable, NamedTuple
 
 from ..errors import InputError
-from .jsonfile import read_json, read_text, require_list, require_mapping
+from .jsonfile import read_json, read_text, require_list, require_mapping, require_number, require_string
 
 HF_PREFIX = "hf:"
 FORMATS = ("json", "jsonl", "csv", "tsv", "parquet")
@@ -92,6 +92,46 @@ def check_required(record: Record, required: Iterable[str]) -> None:
             raise InputError("is null, a value is required", path=record.path, field=f"{record.where}.{name}")
         if value == "" and record.text_cells:
             raise InputError("empty cell, a value is required", path=record.path, field=f"{record.where}.{name}")
+
+
+def record_string(record: Record, key: str) -> str:
+    """A required non-empty string field of a row."""
+    return require_string(record.data[key], path=record.path, field=f"{record.where}.{key}")
+
+
+def record_window(record: Record) -> tuple[float | None, float | None]:
+    """The optional ``start``/``end`` seconds of a row: both or neither, ``0 <= start <= end``."""
+    present = [key for key in ("start", "end") if not _absent(record, key)]
+    if not present:
+        return None, None
+    if len(present) == 1:
+        other = "end" if present == ["start"] else "start"
+        raise InputError(f"has {present[0]} but no {other}: give both or neither", path=record.path,
+                         field=f"{record.where}.{other}")
+    start, end = _seconds(record, "start"), _seconds(record, "end")
+    if start < 0:
+        raise InputError(f"negative start time {start}", path=record.path, field=f"{record.where}.start")
+    if end < start:
+        raise InputError(f"end {end} is before start {start}", path=record.path, field=f"{record.where}.end")
+    return start, end
+
+
+def _absent(record: Record, key: str) -> bool:
+    value = record.data.get(key)
+    return value is None or (record.text_cells and value == "")
+
+
+def _seconds(record: Record, key: str) -> float:
+    """A time in seconds: a number, or (as CSV cells are) a string that is exactly a decimal number."""
+    value = record.data[key]
+    field = f"{record.where}.{key}"
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise InputError(f"expected a time in seconds, got the string {value!r}", path=record.path,
+                             field=field) from None
+    return require_number(value, path=record.path, field=field)
 
 
 def read_lines(path: str | os.PathLike, what: str = "entry") -> list[str]:

@@ -1,4 +1,4 @@
-"""Reading JSON documents with errors that name the file and the place."""
+"""Reading JSON (and YAML) documents with errors that name the file and the place."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import math
 import os
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from ..errors import InputError
 
@@ -35,6 +37,21 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})", path=path) from None
+
+
+def parse_yaml(text: str, path: Path | str) -> Any:
+    """Parse YAML text read from ``path``; a syntax error raises `InputError` with its line and column."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise InputError(f"not valid YAML: {getattr(exc, 'problem', None) or exc}{where}", path=path) from None
+
+
+def read_yaml(path: str | os.PathLike) -> Any:
+    """Parse a YAML file; a missing, empty or malformed file raises `InputError` naming it."""
+    return parse_yaml(read_text(path), Path(path))
 
 
 def require_mapping(value: Any, *, path: Path | str, field: str) -> dict:

@@ -39,8 +39,13 @@ Protocol facts kept here (ACE; PROTOCOLS.md): seen clips are classified among se
 unseen clips among unseen classes only. Default labels are run 1. Leaf augmentation scores a class
 by the mean cosine over its synonym children; the paper's synonym trees are not published, so
 `synonym_children` returns the class list's ``synonyms``, else, for an unseen class of a known
-dataset, the distinct labels of its 10 runs (root first), else the label alone. In SRT run ``r`` an
-unseen class is named by one label, `label_set`'s run-``r`` name.
+dataset, the distinct labels of its 10 runs (root first), else, for a seen class of a table that
+lists ``seen_actions`` (the synthetic world's does), that entry's labels, else the label alone. In
+SRT run ``r`` an unseen class is named by one label, `label_set`'s run-``r`` name.
+
+A table is named by its key (the packaged ``ata``, ``ikea``, ``gtea``) or passed as a
+`SynonymTable` read from a file of the same schema (`load_synonym_tables`), which is how a
+user's or the synthetic world's synonym table reaches the readers.
 """
 
 from __future__ import annotations
@@ -52,11 +57,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import InputError
-from .generic import Record, read_records, read_text
-from .jsonfile import require_key, require_list, require_mapping, require_number, require_string
+from .generic import Record, read_records, read_text, record_string, record_window
+from .jsonfile import parse_yaml, require_key, require_list, require_mapping, require_number, require_string
 
 SRT_DATASETS = ("ata", "ikea", "gtea")
 SPLITS = ("seen", "unseen")
@@ -97,6 +100,7 @@ class SynonymTable:
     synonym_children: int
     placeholder_object: str | None
     unseen: tuple[UnseenAction, ...]
+    seen: tuple[UnseenAction, ...] = ()
 
     @property
     def num_runs(self) -> int:
@@ -111,6 +115,10 @@ class SynonymTable:
             if action.root == root:
                 return action
         raise KeyError(f"'{root}' is not an unseen class of {self.key} (roots: {', '.join(self.roots)})")
+
+    def seen_action(self, root: str) -> UnseenAction | None:
+        """The synonym entry of a seen class, for tables that list them (``seen_actions``)."""
+        return next((action for action in self.seen if action.root == root), None)
 
     def run_labels(self, run: int) -> dict[str, str]:
         """Root label -> run-``run`` label, for every unseen class."""
@@ -131,8 +139,13 @@ class ClassList:
     """The classes of one dataset, in file order, optionally tied to a published synonym table."""
 
     path: str
-    dataset: str | None
+    table: SynonymTable | None
     classes: tuple[SRTClass, ...]
+
+    @property
+    def dataset(self) -> str | None:
+        """The key of the synonym table (``ata``, ``ikea``, ``gtea`` or a user table's), if any."""
+        return None if self.table is None else self.table.key
 
     def labels(self, split: str) -> tuple[str, ...]:
         """The default labels of one split, in file order."""
@@ -163,7 +176,11 @@ def load_synonym_tables(path: str | os.PathLike | None = None) -> dict[str, Syno
     if path is None:
         return dict(_packaged_tables())
     path = Path(path)
-    return _parse_tables(_load_yaml(read_text(path), path), path)
+    return _parse_tables(parse_yaml(read_text(path), path), path)
+
+
+def _table(dataset: str | SynonymTable | None) -> SynonymTable | None:
+    return dataset if dataset is None or isinstance(dataset, SynonymTable) else synonym_table(dataset)
 
 
 def synonym_table(dataset: str) -> SynonymTable:
@@ -174,9 +191,12 @@ def synonym_table(dataset: str) -> SynonymTable:
     return tables[dataset]
 
 
-def read_class_list(path: str | os.PathLike, dataset: str | None = None) -> ClassList:
-    """A class list (rows ``label, split[, synonyms]``); ``dataset`` checks it against the synonym table."""
-    table = None if dataset is None else synonym_table(dataset)
+def read_class_list(path: str | os.PathLike, dataset: str | SynonymTable | None = None) -> ClassList:
+    """A class list (rows ``label, split[, synonyms]``); ``dataset`` checks it against the synonym table.
+
+    ``dataset`` is a packaged table's key or a `SynonymTable` read with `load_synonym_tables`.
+    """
+    table = _table(dataset)
     classes: list[SRTClass] = []
     first_seen: dict[str, str] = {}
     records = read_records(path, ["label", "split"])
@@ -189,7 +209,7 @@ def read_class_list(path: str | os.PathLike, dataset: str | None = None) -> Clas
         if table is not None:
             _check_against_table(cls, record, table)
         classes.append(cls)
-    listed = ClassList(path=records[0].path, dataset=dataset, classes=tuple(classes))
+    listed = ClassList(path=records[0].path, table=table, classes=tuple(classes))
     _check_complete(listed, table)
     return listed
 
@@ -199,17 +219,17 @@ def read_clips(path: str | os.PathLike, classes: ClassList) -> list[SRTClip]:
     labels = {cls.label: cls.split for cls in classes.classes}
     clips = []
     for record in read_records(path, ["video", "label"]):
-        label = _string(record, "label")
+        label = record_string(record, "label")
         if label not in labels:
             raise InputError(f"unknown class '{label}' (not in the class list {classes.path})", path=record.path,
                              field=f"{record.where}.label")
-        start, end = _window(record)
-        clips.append(SRTClip(where=record.where, video=_string(record, "video"), start=start, end=end,
+        start, end = record_window(record)
+        clips.append(SRTClip(where=record.where, video=record_string(record, "video"), start=start, end=end,
                              label=label, split=labels[label]))
     return clips
 
 
-def read_task(annotations: str | os.PathLike, dataset: str,
+def read_task(annotations: str | os.PathLike, dataset: str | SynonymTable,
               classes: str | os.PathLike | None = None) -> tuple[ClassList, list[SRTClip]]:
     """The class list and the clips of one SRT task (what ``format: srt`` in tasks.yaml names).
 
@@ -218,16 +238,16 @@ def read_task(annotations: str | os.PathLike, dataset: str,
     appearance. That is only right when the clips show every seen class, so the seen count must
     equal the table's (a misspelt unseen label would otherwise become a new seen class).
     """
+    table = _table(dataset)
     if classes is not None:
-        listed = read_class_list(classes, dataset=dataset)
+        listed = read_class_list(classes, dataset=table)
         return listed, read_clips(annotations, listed)
-    table = synonym_table(dataset)
     records = read_records(annotations, ["label"])
-    seen = dict.fromkeys(_string(r, "label") for r in records if r.data["label"] not in table.roots)
+    seen = dict.fromkeys(record_string(r, "label") for r in records if r.data["label"] not in table.roots)
     if len(seen) != table.num_seen:
-        raise InputError(f"the clips name {len(seen)} seen classes, the {dataset} table has {table.num_seen}: "
+        raise InputError(f"the clips name {len(seen)} seen classes, the {table.key} table has {table.num_seen}: "
                          "give a class list file", path=records[0].path)
-    derived = ClassList(path=records[0].path, dataset=dataset, classes=tuple(
+    derived = ClassList(path=records[0].path, table=table, classes=tuple(
         [SRTClass(label, "seen", None) for label in seen] + [SRTClass(root, "unseen", None) for root in table.roots]))
     return derived, read_clips(annotations, derived)
 
@@ -241,10 +261,9 @@ def label_set(classes: ClassList, split: str, run: int = 1) -> tuple[str, ...]:
     names = classes.labels(split)
     if split == "seen" or run == 1:
         return names
-    if classes.dataset is None:
+    if classes.table is None:
         raise ValueError(f"{classes.path} was read without dataset=, so it has no synonym runs")
-    table = synonym_table(classes.dataset)
-    return tuple(table.action(label).label(run) for label in names)
+    return tuple(classes.table.action(label).label(run) for label in names)
 
 
 def synonym_children(classes: ClassList, label: str) -> tuple[str, ...]:
@@ -252,8 +271,12 @@ def synonym_children(classes: ClassList, label: str) -> tuple[str, ...]:
     cls = classes.get(label)
     if cls.synonyms is not None:
         return cls.synonyms
-    if cls.split == "unseen" and classes.dataset is not None:
-        return synonym_table(classes.dataset).action(label).synonyms
+    if classes.table is not None:
+        if cls.split == "unseen":
+            return classes.table.action(label).synonyms
+        listed = classes.table.seen_action(label)
+        if listed is not None:
+            return listed.synonyms
     return (label,)
 
 
@@ -263,16 +286,7 @@ def synonym_children(classes: ClassList, label: str) -> tuple[str, ...]:
 def _packaged_tables() -> dict[str, SynonymTable]:
     resource = resources.files("instract_eval.data").joinpath("resources", _RESOURCE)
     name = f"instract_eval/data/resources/{_RESOURCE}"
-    return _parse_tables(_load_yaml(resource.read_text(encoding="utf-8"), name), name)
-
-
-def _load_yaml(text: str, path: Path | str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        raise InputError(f"not valid YAML: {getattr(exc, 'problem', None) or exc}{where}", path=path) from None
+    return _parse_tables(parse_yaml(resource.read_text(encoding="utf-8"), name), name)
 
 
 def _parse_tables(document: Any, path: Path | str) -> dict[str, SynonymTable]:
@@ -296,6 +310,8 @@ def _parse_table(key: str, entry: Any, runs: int, path: Path | str) -> SynonymTa
 
     actions = require_list(get("unseen_actions"), path=path, field=f"{field}.unseen_actions")
     unseen = tuple(_parse_action(a, runs, path, f"{field}.unseen_actions[{i}]") for i, a in enumerate(actions))
+    listed_seen = require_list(entry.get("seen_actions", []), path=path, field=f"{field}.seen_actions")
+    seen = tuple(_parse_action(a, runs, path, f"{field}.seen_actions[{i}]") for i, a in enumerate(listed_seen))
     table = SynonymTable(
         key=key,
         name=require_string(get("name"), path=path, field=f"{field}.name"),
@@ -307,6 +323,7 @@ def _parse_table(key: str, entry: Any, runs: int, path: Path | str) -> SynonymTa
         synonym_children=_count(get("synonym_children"), path, f"{field}.synonym_children"),
         placeholder_object=_optional_string(entry.get("placeholder_object"), path, f"{field}.placeholder_object"),
         unseen=unseen,
+        seen=seen,
     )
     _check_table_counts(table, path, field)
     return table
@@ -350,11 +367,11 @@ def _optional_string(value: Any, path: Path | str, field: str) -> str | None:
 # --- class lists and clips ----------------------------------------------------------------------
 
 def _class_row(record: Record) -> SRTClass:
-    split = _string(record, "split")
+    split = record_string(record, "split")
     if split not in SPLITS:
         raise InputError(f"expected 'seen' or 'unseen', got {split!r}", path=record.path,
                          field=f"{record.where}.split")
-    return SRTClass(label=_string(record, "label"), split=split, synonyms=_synonyms(record))
+    return SRTClass(label=record_string(record, "label"), split=split, synonyms=_synonyms(record))
 
 
 def _synonyms(record: Record) -> tuple[str, ...] | None:
@@ -388,44 +405,6 @@ def _check_complete(classes: ClassList, table: SynonymTable | None) -> None:
         missing = [root for root in table.roots if root not in classes.labels("unseen")]
         if missing:
             raise InputError(f"misses the {table.key} unseen class(es) {', '.join(missing)}", path=classes.path)
-
-
-def _window(record: Record) -> tuple[float | None, float | None]:
-    present = [key for key in ("start", "end") if not _absent(record, key)]
-    if not present:
-        return None, None
-    if len(present) == 1:
-        other = "end" if present == ["start"] else "start"
-        raise InputError(f"has {present[0]} but no {other}: give both or neither", path=record.path,
-                         field=f"{record.where}.{other}")
-    start, end = _seconds(record, "start"), _seconds(record, "end")
-    if start < 0:
-        raise InputError(f"negative start time {start}", path=record.path, field=f"{record.where}.start")
-    if end < start:
-        raise InputError(f"end {end} is before start {start}", path=record.path, field=f"{record.where}.end")
-    return start, end
-
-
-def _absent(record: Record, key: str) -> bool:
-    value = record.data.get(key)
-    return value is None or (record.text_cells and value == "")
-
-
-def _seconds(record: Record, key: str) -> float:
-    """A time in seconds: a number, or (as CSV cells are) a string that is exactly a decimal number."""
-    value = record.data[key]
-    field = f"{record.where}.{key}"
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise InputError(f"expected a time in seconds, got the string {value!r}", path=record.path,
-                             field=field) from None
-    return require_number(value, path=record.path, field=field)
-
-
-def _string(record: Record, key: str) -> str:
-    return require_string(record.data[key], path=record.path, field=f"{record.where}.{key}")
 
 
 def _check_split(split: str) -> None:

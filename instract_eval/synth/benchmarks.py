@@ -46,6 +46,7 @@ class WorldContent:
     semantic: list[dict] = field(default_factory=list)
     logic: list[dict] = field(default_factory=list)
     dynamics: dict[str, dict[str, dict]] = field(default_factory=dict)
+    dynamics_categories: dict[str, str] = field(default_factory=dict)
     actionbench: list[dict] = field(default_factory=list)
     actionbench_object_shuffled: list[dict] = field(default_factory=list)
     srt_classes: dict = field(default_factory=dict)
@@ -160,6 +161,7 @@ def _dynamics(rng: np.random.Generator, size: WorldSize, content: WorldContent) 
             pool[text] = {"object": kind.name, "video_id": clip.video_id, "start": _seconds(start),
                           "end": _seconds(end), "operation": [action for _, action in plan]}
         content.dynamics[kind.slug] = pool
+        content.dynamics_categories[kind.slug] = kind.shape
 
 
 # ---------------------------------------------------------------------------------------------

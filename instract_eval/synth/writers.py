@@ -18,6 +18,7 @@ from .sizes import WorldSize
 SEMANTIC = "instract/semantic.json"
 LOGIC = "instract/logic.json"
 DYNAMICS = "instract/dynamics"
+DYNAMICS_CATEGORIES = "instract/dynamics_categories.yaml"
 ACTIONBENCH = "actionbench/ego4d_test.jsonl"
 ACTIONBENCH_OBJECT_SHUFFLED = "actionbench/ego4d_test_object_shuffled.jsonl"
 SRT_CLASSES = "srt/classes.yaml"
@@ -52,6 +53,8 @@ def write_annotations(root: Path, content: WorldContent) -> None:
     write_json(root / LOGIC, content.logic)
     for slug, pool in content.dynamics.items():
         write_json(root / DYNAMICS / f"{slug}.json", pool)
+    write_yaml(root / DYNAMICS_CATEGORIES, content.dynamics_categories,
+               "# The category of each InstrAct-Dynamics pool of the synthetic world: the shape of its object.\n")
     write_jsonl(root / ACTIONBENCH, content.actionbench)
     write_jsonl(root / ACTIONBENCH_OBJECT_SHUFFLED, content.actionbench_object_shuffled)
     write_yaml(root / SRT_CLASSES, content.srt_classes,
@@ -115,7 +118,7 @@ tasks:
     paper: synth
     description: Text-video retrieval inside object pools (one object doing different actions), clip-count weighted.
     format: instract-dynamics
-    data: {{annotations: {DYNAMICS}, videos: {VIDEOS}}}
+    data: {{annotations: {DYNAMICS}, categories: {DYNAMICS_CATEGORIES}, videos: {VIDEOS}}}
     protocol: {clip}}}
     ties: expected
     seed: {seed}

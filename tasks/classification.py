@@ -1,0 +1,189 @@
+"""The zero-shot classification engine: clips against named label sets.
+
+Serves ACE's Synonym Robustness Test (seen and unseen groups; the default labels; 10 synonym runs)
+and the Action100M zero-shot recognition protocols (one group, one label set).
+
+Scoring. A class ``c`` named by the texts ``t_1 .. t_m`` of a label set scores a clip ``v``::
+
+    S(v, c) = (1 / m) * sum_j cos(v, t_j) / tau
+
+With ``m = 1`` this is the plain zero-shot logit; with the class's synonym children it is ACE's
+leaf augmentation. ``tau`` is the protocol's ``tau`` (ACE: 0.02; 1 when absent); it scales every
+logit alike, so predictions do not depend on it, but the logged scores are ACE's. A request with
+several temporal clips (ACE: 3) is scored per clip and the scores averaged (multi-view testing).
+
+Groups. Each clip is classified only among the classes of its group: ACE classifies seen clips
+among the seen classes and unseen clips among the unseen classes (not generalised zero-shot).
+Accuracy and macro F1 per group come from `instract_eval.metrics.classification_metrics` under the
+task's tie policy; with groups ``seen`` and ``unseen`` the harmonic mean ``hm`` is added.
+
+Runs. SRT repeats the classification with every unseen class renamed by its run-``r`` synonym;
+each run is a label set, and the groups whose names change across runs get the mean and the
+standard deviation over the runs (population, numpy's default; the sample std is in
+``runs.summary``: ACE does not say which it prints).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from instract_eval.adapters.protocols import DUAL_ENCODER, require_capability, task_frame_spec
+from instract_eval.media import ClipRequest
+from instract_eval.metrics import classification_metrics, harmonic_mean, runs_summary
+
+from .encoding import encode_texts, encode_videos
+
+__all__ = ["ClassificationItem", "LabelSet", "ClassificationTask", "evaluate_classification"]
+
+ALL = "all"
+REPORTED = ("accuracy", "macro_f1")
+
+
+@dataclass(frozen=True)
+class ClassificationItem:
+    """A clip, its true class (by default label) and the group of classes it is classified among."""
+
+    video: ClipRequest
+    label: str
+    group: str = ALL
+    sample_id: str = ""
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """One naming of the classes: per group the classes in column order, per class its texts."""
+
+    name: str
+    classes: Mapping[str, tuple[str, ...]]
+    texts: Mapping[str, tuple[str, ...]]
+
+    def __post_init__(self) -> None:
+        for group, labels in self.classes.items():
+            if not labels:
+                raise ValueError(f"label set {self.name!r}: group {group!r} has no classes")
+            for label in labels:
+                if not self.texts.get(label):
+                    raise ValueError(f"label set {self.name!r}: class {label!r} has no texts")
+
+
+@dataclass(frozen=True)
+class ClassificationTask:
+    """Items, the label set that names the classes by default, and the SRT runs (may be empty)."""
+
+    items: tuple[ClassificationItem, ...]
+    default: LabelSet
+    runs: tuple[LabelSet, ...] = ()
+    leaf_augmentation: bool = False
+    notes: Mapping[str, Any] = field(default_factory=dict)
+
+
+def evaluate_classification(model: Any, task: ClassificationTask, *, name: str, protocol: Mapping[str, Any],
+                            ties: str = "expected", batch_size: int = 8, num_workers: int = 0,
+                            allow_missing: bool = False) -> dict:
+    """Classify every item under the default label set and each run.
+
+    Returns ``{"metrics", "label_sets", "runs", "coverage", "samples"}``: ``metrics`` holds the
+    headline values (``accuracy``/``macro_f1`` for one group; ``<group>.accuracy`` ... and
+    ``hm.*`` for seen/unseen; ``srt.<group>.<metric>`` and ``srt.<group>.<metric>.std`` over the
+    runs), ``label_sets`` every group's full metrics per label set.
+    """
+    require_capability(model, DUAL_ENCODER, name)
+    for label_set in (task.default, *task.runs):
+        _check_items(task.items, label_set)
+    spec = task_frame_spec(model.frame_spec(), protocol)
+    videos = encode_videos(model, [item.video for item in task.items], spec, batch_size=batch_size,
+                           num_workers=num_workers, allow_missing=allow_missing, keep_clips=True)
+    texts = encode_texts(model, [t for s in (task.default, *task.runs) for ts in s.texts.values() for t in ts])
+    kept = [item for item in task.items if item.video.key() in videos.embeddings]
+    if not kept:
+        raise ValueError(f"task {name}: no item could be evaluated (all videos failed to decode)")
+    tau = float(protocol.get("tau", 1.0))
+    clips = {key: _unit(value) for key, value in videos.embeddings.items()}
+    units = {text: _unit(value) for text, value in texts.items()}
+
+    def run(label_set: LabelSet) -> tuple[dict, dict]:
+        metrics, logits = {}, {}
+        for group, labels in label_set.classes.items():
+            members = [item for item in kept if item.group == group]
+            if not members:
+                continue
+            scores = _class_scores(np.stack([clips[item.video.key()] for item in members]),
+                                   [np.stack([units[t] for t in label_set.texts[label]]) for label in labels]) / tau
+            truth = np.array([labels.index(item.label) for item in members])
+            metrics[group] = classification_metrics(scores, truth, ties=ties)
+            logits.update({item.sample_id: row for item, row in zip(members, scores)})
+        return metrics, logits
+
+    default_metrics, default_logits = run(task.default)
+    per_run = [run(label_set)[0] for label_set in task.runs]
+    headline = _headline(default_metrics)
+    runs = _runs_section(task.runs, per_run)
+    for group, summary in runs.get("summary", {}).items():
+        for metric in REPORTED:
+            headline[f"srt.{group}.{metric}"] = summary["mean"][metric]
+            headline[f"srt.{group}.{metric}.std"] = summary["std_population"][metric]
+    return {
+        "metrics": headline,
+        "label_sets": {task.default.name: default_metrics,
+                       **{s.name: m for s, m in zip(task.runs, per_run)}},
+        "runs": runs,
+        "leaf_augmentation": task.leaf_augmentation,
+        "tau": tau,
+        "coverage": {"evaluated": len(kept), "total": len(task.items), "fraction": len(kept) / len(task.items),
+                     "failed_videos": videos.failed},
+        "samples": [_sample(item, task.default, default_logits[item.sample_id]) for item in kept],
+    }
+
+
+def _class_scores(clips: np.ndarray, class_texts: Sequence[np.ndarray]) -> np.ndarray:
+    """Mean cosine over each class's texts, averaged over a clip's temporal clips: ``[N, C]``.
+
+    ``clips`` is ``[N, K, D]`` unit vectors, ``class_texts[c]`` is ``[m_c, D]`` unit vectors.
+    """
+    return np.stack([np.einsum("nkd,md->nkm", clips, texts).mean(axis=(1, 2)) for texts in class_texts], axis=1)
+
+
+def _headline(per_group: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    if set(per_group) == {ALL}:
+        return {metric: per_group[ALL][metric] for metric in REPORTED}
+    headline = {f"{group}.{metric}": values[metric] for group, values in per_group.items() for metric in REPORTED}
+    if {"seen", "unseen"} <= set(per_group):
+        for metric in REPORTED:
+            headline[f"hm.{metric}"] = harmonic_mean(per_group["seen"][metric], per_group["unseen"][metric])
+    return headline
+
+
+def _runs_section(runs: Sequence[LabelSet], per_run: Sequence[Mapping[str, Mapping]]) -> dict:
+    """Per-run metrics and, for each group renamed across runs, the summary over the runs."""
+    if not runs:
+        return {}
+    renamed = [group for group in runs[0].classes
+               if len({tuple(tuple(s.texts[c]) for c in s.classes[group]) for s in runs}) > 1
+               and all(group in metrics for metrics in per_run)]
+    return {
+        "names": [s.name for s in runs],
+        "per_run": list(per_run),
+        "summary": {group: runs_summary([{m: metrics[group][m] for m in REPORTED} for metrics in per_run])
+                    for group in renamed},
+    }
+
+
+def _check_items(items: Sequence[ClassificationItem], label_set: LabelSet) -> None:
+    for item in items:
+        if item.label not in label_set.classes.get(item.group, ()):
+            raise ValueError(f"item {item.sample_id!r}: class {item.label!r} is not a class of group "
+                             f"{item.group!r} in label set {label_set.name!r}")
+
+
+def _sample(item: ClassificationItem, label_set: LabelSet, logits: np.ndarray) -> dict:
+    labels = label_set.classes[item.group]
+    return {"id": item.sample_id, "label": item.label, "group": item.group,
+            "prediction": labels[int(np.argmax(logits))], "scores": logits.tolist()}
+
+
+def _unit(values: np.ndarray) -> np.ndarray:
+    return values / np.maximum(np.linalg.norm(values, axis=-1, keepdims=True), 1e-12)
