@@ -79,3 +79,33 @@ def test_dynamics_pools_with_a_collapsed_model_score_one_over_pool_size(world):
     assert result["metrics"]["mean"]["R@1"] == pytest.approx(len(pools) / len(items))
     assert set(result["per_pool"]) == pools
     assert sum(entry["num_items"] for entry in result["by_pool_size"].values()) == len(items)
+    categories = result["per_category"]
+    assert sum(entry["num_items"] for entry in categories.values()) == len(items)
+    for category, entry in categories.items():
+        members = [item for item in items if item.category == category]
+        assert entry["t2v"]["R@1"] == pytest.approx(len({item.pool for item in members}) / len(members))
+
+
+def test_dynamics_categories_name_each_pool_once(world, tmp_path):
+    import shutil
+
+    import yaml
+
+    from instract_eval.errors import InputError
+    from instract_eval.tasks.build import retrieval_items
+
+    spec = load_registry([world / "tasks.yaml"]).tasks["synth-dynamics"]
+    items = retrieval_items(spec, require_data(spec, environ={}))
+    for item in items:  # the synthetic world files each pool under the shape of its object
+        assert item.pool.endswith("_" + item.category)
+    copy = tmp_path / "world"
+    shutil.copytree(world / "instract", copy / "instract")
+    (copy / "videos").mkdir()
+    shutil.copy(world / "tasks.yaml", copy / "tasks.yaml")
+    categories = yaml.safe_load((world / "instract/dynamics_categories.yaml").read_text())
+    dropped = sorted(categories)[0]
+    del categories[dropped]
+    (copy / "instract/dynamics_categories.yaml").write_text(yaml.safe_dump(categories))
+    spec = load_registry([copy / "tasks.yaml"]).tasks["synth-dynamics"]
+    with pytest.raises(InputError, match=f"dynamics_categories.yaml: gives no category for the pool.*{dropped}"):
+        retrieval_items(spec, require_data(spec, environ={}))
