@@ -40,7 +40,7 @@ from .render import video_codec, write_mp4
 from .sizes import SIZES, WorldSize, world_size
 
 GENERATOR = "instract_eval.synth"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 __all__ = ["GENERATOR_VERSION", "SIZES", "WorldManifest", "WorldSize", "ensure_world", "generate_world",
            "read_manifest"]

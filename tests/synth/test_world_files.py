@@ -17,7 +17,7 @@ from instract_eval.data.activitynet import read_ground_truth
 from instract_eval.data.instract import read_dynamics, read_logic, read_semantic
 from instract_eval.synth import SIZES, ensure_world, generate_world, read_manifest
 from instract_eval.synth.render import read_mp4
-from instract_eval.synth.writers import SYNTH_TASKS
+from instract_eval.synth.writers import OUTSIDE_GROUP, SYNTH_TASKS
 
 EGO4D_FIELDS = ["video_uid", "video_dur", "narration_source", "narration_ind", "narration_time", "clip_start",
                 "clip_end", "clip_text", "action_antonym_clip_text", "tag_verb", "tag_noun", "clip_uid",
@@ -213,9 +213,9 @@ def test_every_referenced_video_decodes_to_its_annotated_length(world):
 def test_tasks_yaml_registers_the_synth_group_with_existing_files(world):
     document = yaml.safe_load((world / "tasks.yaml").read_text())
     assert document["groups"] == {"synth": list(SYNTH_TASKS)}
-    assert list(document["tasks"]) == list(SYNTH_TASKS)
+    assert list(document["tasks"]) == [*SYNTH_TASKS, *OUTSIDE_GROUP]
     for name, entry in document["tasks"].items():
-        assert entry["kind"] in ("mcq", "retrieval", "classification", "localization")
+        assert entry["kind"] in ("mcq", "retrieval", "classification", "localization", "alignment")
         assert entry["paper"] == "synth" and entry["ties"] == "expected" and entry["seed"] == 0
         assert entry["format"] in ("instract-semantic", "instract-logic", "instract-dynamics", "actionbench-ego4d",
                                    "srt", "activitynet")
