@@ -33,7 +33,7 @@ from .registry import DataLocation, TaskSpec
 from .retrieval import RetrievalItem
 
 __all__ = ["MCQ_FORMATS", "RETRIEVAL_FORMATS", "CLASSIFICATION_FORMATS", "PROBE_OF_TRANSFORM", "mcq_items",
-           "retrieval_items", "classification_task"]
+           "retrieval_items", "classification_task", "instract_request"]
 
 PROBE_OF_TRANSFORM = {"antonym_text": "aa", "object_replaced_text": "or", "reverse_video": "vr"}
 MCQ_FORMATS = ("instract-semantic", "instract-logic", "actionbench-ego4d", "actionbench-ssv2")
@@ -52,7 +52,7 @@ def mcq_items(spec: TaskSpec, location: DataLocation) -> list[MCQItem]:
         items = []
         for index, row in enumerate(rows):
             clip = row.clip
-            request = _instract_request(clip, videos, protocol)
+            request = instract_request(clip, videos, protocol)
             negatives = row.negatives if keep is None else row.negatives[:keep]
             items.append(MCQItem(request, (clip.caption, *negatives), sample_id=f"{spec.name}/{index}"))
         return items
@@ -83,7 +83,7 @@ def retrieval_items(spec: TaskSpec, location: DataLocation) -> list[RetrievalIte
         pools = read_dynamics(location.files["annotations"])
         categories = _pool_categories(location.files.get("categories"), pools)
         return [
-            RetrievalItem(clip.clip.caption, _instract_request(clip.clip, videos, spec.protocol), pool=pool,
+            RetrievalItem(clip.clip.caption, instract_request(clip.clip, videos, spec.protocol), pool=pool,
                           sample_id=f"{spec.name}/{pool}/{index}", category=categories.get(pool))
             for pool, clips in pools.items()
             for index, clip in enumerate(clips)
@@ -186,7 +186,7 @@ def _wrong_format(spec: TaskSpec, formats: tuple[str, ...], kind: str) -> InputE
                       path=spec.source, field=f"tasks.{spec.name}.format")
 
 
-def _instract_request(clip, videos: Path, protocol) -> ClipRequest:
+def instract_request(clip, videos: Path, protocol) -> ClipRequest:
     """An InstrAct clip (``<videos>/<video_id>.mp4``) with the protocol's context and minimum length."""
     return ClipRequest(str(Path(videos) / f"{clip.video_id}.mp4"), clip.start, clip.end,
                        context_s=float(protocol.get("context_s", 0.0)),
