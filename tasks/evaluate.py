@@ -1,0 +1,67 @@
+"""From a registered task to its result: find the data, build the items, run the task's engine.
+
+One function, `evaluate_task`, is the seam between the registry and the engines. The task's
+``kind`` picks the engine and its ``format`` the reader; the model only has to provide the
+capability that engine asks for. Missing videos are an error unless ``allow_missing`` is given,
+and then every result's ``coverage`` says what was evaluated.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from instract_eval.errors import InputError
+
+from .alignment import ALIGNMENT_FORMATS, alignment_items, evaluate_alignment
+from .build import CLASSIFICATION_FORMATS, MCQ_FORMATS, RETRIEVAL_FORMATS, classification_task, mcq_items, retrieval_items
+from .classification import evaluate_classification
+from .localization import evaluate_localization, localization_task
+from .mcq import evaluate_mcq
+from .registry import TaskSpec, require_data
+from .retrieval import evaluate_retrieval
+
+__all__ = ["FORMATS_OF_KIND", "evaluate_task"]
+
+# The annotation formats each engine reads.
+FORMATS_OF_KIND: Mapping[str, tuple[str, ...]] = {
+    "mcq": MCQ_FORMATS,
+    "retrieval": RETRIEVAL_FORMATS,
+    "classification": CLASSIFICATION_FORMATS,
+    "localization": ("activitynet",),
+    "alignment": ALIGNMENT_FORMATS,
+}
+
+
+def evaluate_task(model: Any, spec: TaskSpec, *, data_root: str | os.PathLike | None = None,
+                  environ: Mapping[str, str] = os.environ, allow_missing: bool = False, batch_size: int = 8,
+                  num_workers: int = 0) -> dict:
+    """Evaluate ``model`` on one task: ``{"task", "kind", "metrics", "coverage", ...engine extras}``.
+
+    ``data_root`` and ``environ`` locate the files as `require_data` does (a missing file is an
+    `InputError` saying what to download and how to point the tool at it).
+    """
+    formats = FORMATS_OF_KIND[spec.kind]
+    if spec.format not in formats:
+        raise InputError(f"task {spec.name}: a {spec.kind} task reads one of {', '.join(formats)}, not "
+                         f"'{spec.format}'", path=spec.source, field=f"tasks.{spec.name}.format")
+    location = require_data(spec, data_root, environ)
+    common = {"batch_size": batch_size, "num_workers": num_workers, "allow_missing": allow_missing}
+    if spec.kind == "mcq":
+        result = evaluate_mcq(model, mcq_items(spec, location), task=spec.name, protocol=spec.protocol,
+                              ties=spec.ties, **common)
+    elif spec.kind == "retrieval":
+        result = evaluate_retrieval(model, retrieval_items(spec, location), task=spec.name, protocol=spec.protocol,
+                                    ties=spec.ties, **common)
+    elif spec.kind == "classification":
+        leaf = True if getattr(model, "leaf_augmentation", False) else None  # an adapter may ask for it
+        task = classification_task(spec, location, leaf_augmentation=leaf)
+        result = evaluate_classification(model, task, name=spec.name, protocol=spec.protocol, ties=spec.ties,
+                                         **common)
+    elif spec.kind == "localization":
+        result = evaluate_localization(model, localization_task(spec, location), allow_missing=allow_missing)
+    else:
+        result = evaluate_alignment(model, alignment_items(spec, location), task=spec.name, protocol=spec.protocol,
+                                    **common)
+    return {"task": spec.name, "kind": spec.kind, **result}
