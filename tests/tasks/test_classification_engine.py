@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -12,28 +11,16 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from instract_eval.errors import InputError
 from instract_eval.media import ClipRequest, FrameSpec
-from instract_eval.synth import generate_world
 from instract_eval.tasks import load_registry, require_data
 from instract_eval.tasks.build import classification_task
 from instract_eval.tasks.classification import ClassificationItem, ClassificationTask, LabelSet, evaluate_classification
 
-from .test_mcq_engine import PROTOCOL, BrightnessModel, TextOnly, write_ramp
+from .test_mcq_engine import PROTOCOL, BrightnessModel, TextOnly, write_levels, write_ramp
 
 
-def write_triangle(path, frames: int = 20, fps: int = 10):
+def write_triangle(path, frames: int = 20):
     """Brighter for the first half, darker for the second."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
-        half = frames // 2
-        for i in range(frames):
-            level = 40 + 12 * (i if i < half else frames - 1 - i)
-            image = np.full((32, 32, 3), level, dtype=np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return write_levels(path, [40 + 12 * (i if i < frames // 2 else frames - 1 - i) for i in range(frames)])
 
 
 @pytest.fixture
@@ -123,13 +110,6 @@ def test_classification_needs_a_dual_encoder_and_known_labels(tmp_path):
 
 
 # --- the synthetic world's SRT task --------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synth") / "world"
-    generate_world(out, seed=0, size="tiny")
-    return out
-
 
 class ConstantModel:
     name = "constant"

@@ -11,7 +11,6 @@ import torch
 from instract_eval.adapters.protocols import Segment
 from instract_eval.errors import InputError
 from instract_eval.media import FrameSpec
-from instract_eval.synth import generate_world
 from instract_eval.tasks import load_registry, packaged_registry
 from instract_eval.tasks.evaluate import FORMATS_OF_KIND, evaluate_task
 
@@ -27,13 +26,6 @@ def test_every_packaged_task_reads_a_format_of_its_engine_and_says_where_its_dat
         evaluate_task(object(), spec, data_root=tmp_path, environ={})
     message = str(error.value)
     assert "does not exist" in message and "Download:" in message and spec.data_variable in message
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synth") / "world"
-    generate_world(out, seed=0, size="tiny")
-    return out
 
 
 class ConstantEverything:

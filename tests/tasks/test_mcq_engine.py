@@ -14,11 +14,15 @@ from instract_eval.tasks.mcq import MCQItem, evaluate_mcq
 
 def write_ramp(path, *, rising: bool, frames: int = 20, fps: int = 10):
     """A grey video getting brighter (or darker) frame by frame."""
+    return write_levels(path, [40 + 8 * (i if rising else frames - 1 - i) for i in range(frames)], fps=fps)
+
+
+def write_levels(path, levels, fps: int = 10):
+    """A 32x32 grey MP4 whose frame ``i`` has grey level ``levels[i]``."""
     with av.open(str(path), "w") as container:
         stream = container.add_stream("mpeg4", rate=fps)
         stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
-        for i in range(frames):
-            level = 40 + 8 * (i if rising else frames - 1 - i)
+        for level in levels:
             image = np.full((32, 32, 3), level, dtype=np.uint8)
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 container.mux(packet)

@@ -8,17 +8,9 @@ import pytest
 import torch
 
 from instract_eval.media import FrameSpec
-from instract_eval.synth import generate_world
 from instract_eval.tasks import load_registry, require_data
 from instract_eval.tasks.build import mcq_items
 from instract_eval.tasks.mcq import evaluate_mcq
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synth") / "world"
-    generate_world(out, seed=0, size="tiny")
-    return out
 
 
 class ConstantModel:
