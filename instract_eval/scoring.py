@@ -19,7 +19,7 @@ from .data.arrays import read_array
 from .data.jsonfile import read_json, require_list, require_mapping
 from .errors import InputError
 from .metrics.classification import classification_metrics, classification_metrics_over_runs, runs_summary
-from .metrics.localization import TIOU_THRESHOLD_PRESETS, temporal_localization_map
+from .metrics.localization import TIOU_THRESHOLD_PRESETS, temporal_localization_map, threshold_key
 from .metrics.ranking import TIE_POLICIES, mcq_metrics
 from .metrics.retrieval import pooled_retrieval_metrics, retrieval_metrics
 from .tasks import task
@@ -58,11 +58,6 @@ def localization_preset(name: str) -> LocalizationPreset:
         subset=spec.protocol["subset"],
         builtin_ground_truth=ground_truth["builtin"] if isinstance(ground_truth, dict) else None,
     )
-
-
-def threshold_key(threshold: float) -> str:
-    """The JSON key of a tIoU threshold: shortest decimal after rounding off linspace noise."""
-    return f"{round(float(threshold), 10):g}"
 
 
 def score_localization(

@@ -35,6 +35,7 @@ __all__ = [
     "interpolated_average_precision",
     "LocalizationResult",
     "temporal_localization_map",
+    "threshold_key",
 ]
 
 
@@ -74,6 +75,14 @@ def _pairwise_tiou(pred_start, pred_end, gt_start, gt_end) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         tiou = intersection / union
     return tiou
+
+
+def threshold_key(threshold: float) -> str:
+    """The name of a tIoU threshold in results: its shortest decimal once linspace noise is rounded off.
+
+    ``threshold_key(0.39999999999999997) == "0.4"``, so a preset's thresholds print as the paper does.
+    """
+    return f"{round(float(threshold), 10):g}"
 
 
 def temporal_iou(segments_a: object, segments_b: object) -> np.ndarray:

@@ -16,7 +16,6 @@ import yaml
 
 from instract_eval.errors import InputError
 from instract_eval.media import ClipRequest, FrameSpec, load_clip
-from instract_eval.synth import generate_world
 from instract_eval.tasks import load_registry, require_data
 from instract_eval.tasks.alignment import AlignmentItem, alignment_items, evaluate_alignment, verb_phrases
 
@@ -53,13 +52,6 @@ def test_verb_phrases_custom_separator_ignores_groups_and_empty_matches():
 
 # ------------------------------------------------------------------------------------------------
 # The synthetic world and a task file of our own
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synth") / "world"
-    generate_world(out, seed=0, size="tiny")
-    return out
 
 
 @pytest.fixture(scope="module")
