@@ -18,7 +18,9 @@ JSON-ready result dict. Rules chosen here, each stated where it is applied:
 - Predictions of a class without ground truth in the evaluated videos are scored as the metric
   does (they do not count); per-class AP and mAP cover the classes with ground truth.
 - ``transform: conflicting_descriptions`` (LAP) uses the ``conflicting`` data file when the task
-  has one, otherwise a derangement drawn from the task seed (`derangement`).
+  has one, otherwise a derangement drawn from the task seed (`derangement`). When the aligned
+  run's average mAP is 0, LAP (a drop relative to it) is reported as None with the reason in
+  ``LAP_undefined``, and the conflicting run is skipped: a weak model is a result, not bad input.
 - A missing video is an error unless ``allow_missing``; then its ground truth is left out too, so
   its instances are not counted as misses, and ``coverage`` says what was evaluated.
 """
