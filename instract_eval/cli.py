@@ -180,6 +180,31 @@ def list_tasks(
                   "`data.download` in tasks.yaml says what to fetch and from where.", highlight=False)
 
 
+@app.command("check")
+def check(
+    task: Annotated[list[str], typer.Argument(help="Task or group names (see `instract-eval list tasks`).")],
+    include: Annotated[Optional[list[Path]], typer.Option(
+        "--include", help="Also read tasks and groups from this registry file; repeatable.")] = None,
+    data_root: Annotated[Optional[Path], typer.Option(
+        "--data-root", help="Directory the tasks' relative data paths start from "
+        "(default: $INSTRACT_EVAL_DATA_ROOT).")] = None,
+    allow_missing: Annotated[bool, typer.Option(
+        "--allow-missing", help="Report missing videos instead of failing (an evaluation then covers the "
+        "present ones and records its coverage).")] = False,
+    debug: Debug = False,
+) -> None:
+    """Read each task's annotations and check that its videos are there, before any model runs."""
+    from .tasks import load_registry
+    from .tasks.evaluate import check_task_data
+
+    for spec in load_registry(include or ()).resolve(task):
+        report = check_task_data(spec, data_root=data_root, allow_missing=allow_missing)
+        line = (f"{spec.name}: {report['items']} items, {report['present']} of {report['videos']} videos present")
+        if report["missing"]:
+            line += f"; missing e.g. {report['missing'][0]}"
+        typer.echo(line)
+
+
 @app.command("synth")
 def synth(
     out: Annotated[Path, typer.Option("--out", help="Directory to write the world into (created; an "

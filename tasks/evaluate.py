@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from instract_eval.errors import InputError
+from instract_eval.media import ClipRequest
 
 from .alignment import ALIGNMENT_FORMATS, alignment_items, evaluate_alignment
 from .build import CLASSIFICATION_FORMATS, MCQ_FORMATS, RETRIEVAL_FORMATS, classification_task, mcq_items, retrieval_items
 from .classification import evaluate_classification
-from .localization import evaluate_localization, localization_task
+from .localization import MEDIA_SUFFIXES, evaluate_localization, find_video, localization_task
 from .mcq import evaluate_mcq
 from .registry import TaskSpec, require_data
 from .retrieval import evaluate_retrieval
 
-__all__ = ["FORMATS_OF_KIND", "evaluate_task"]
+__all__ = ["FORMATS_OF_KIND", "evaluate_task", "check_task_data"]
 
 # The annotation formats each engine reads.
 FORMATS_OF_KIND: Mapping[str, tuple[str, ...]] = {
@@ -34,6 +36,53 @@ FORMATS_OF_KIND: Mapping[str, tuple[str, ...]] = {
 }
 
 
+def check_task_data(spec: TaskSpec, *, data_root: str | os.PathLike | None = None,
+                    environ: Mapping[str, str] = os.environ, allow_missing: bool = False) -> dict:
+    """Read a task's annotations and check that every video it needs is there, without a model.
+
+    Returns ``{"task", "items", "videos", "present", "missing": [paths]}``. Missing videos raise an
+    `InputError` naming the first of them, unless ``allow_missing`` (what ``run`` would then
+    evaluate is the present part, and its result records the coverage).
+    """
+    _check_format(spec)
+    location = require_data(spec, data_root, environ)
+    if spec.kind == "localization":
+        task = localization_task(spec, location)
+        videos = list(task.ground_truth.video_names)
+        items = len(videos)
+        missing = [str(task.video_dir / f"{video}{{{','.join(MEDIA_SUFFIXES)}}}")
+                   for video in videos if find_video(task.video_dir, video) is None]
+    else:
+        requests = _requests(spec, location)
+        items = len(requests)
+        videos = list(dict.fromkeys(Path(r.path) for group in requests for r in group))
+        missing = [str(path) for path in videos if not path.is_file()]
+    if missing and not allow_missing:
+        raise InputError(f"task {spec.name}: {len(missing)} of {len(videos)} videos are missing, e.g. {missing[0]}; "
+                         "fetch them or pass --allow-missing to evaluate the rest", field="data.videos")
+    return {"task": spec.name, "items": items, "videos": len(videos), "present": len(videos) - len(missing),
+            "missing": missing}
+
+
+def _requests(spec: TaskSpec, location) -> list[tuple[ClipRequest, ...]]:
+    """The clip requests of each item of a non-localization task."""
+    if spec.kind == "mcq":
+        return [tuple(v for v in (item.query, *item.candidates) if isinstance(v, ClipRequest))
+                for item in mcq_items(spec, location)]
+    if spec.kind == "retrieval":
+        return [(item.video,) for item in retrieval_items(spec, location)]
+    if spec.kind == "classification":
+        return [(item.video,) for item in classification_task(spec, location).items]
+    return [(item.request,) for item in alignment_items(spec, location)]
+
+
+def _check_format(spec: TaskSpec) -> None:
+    formats = FORMATS_OF_KIND[spec.kind]
+    if spec.format not in formats:
+        raise InputError(f"task {spec.name}: a {spec.kind} task reads one of {', '.join(formats)}, not "
+                         f"'{spec.format}'", path=spec.source, field=f"tasks.{spec.name}.format")
+
+
 def evaluate_task(model: Any, spec: TaskSpec, *, data_root: str | os.PathLike | None = None,
                   environ: Mapping[str, str] = os.environ, allow_missing: bool = False, batch_size: int = 8,
                   num_workers: int = 0) -> dict:
@@ -42,10 +91,7 @@ def evaluate_task(model: Any, spec: TaskSpec, *, data_root: str | os.PathLike | 
     ``data_root`` and ``environ`` locate the files as `require_data` does (a missing file is an
     `InputError` saying what to download and how to point the tool at it).
     """
-    formats = FORMATS_OF_KIND[spec.kind]
-    if spec.format not in formats:
-        raise InputError(f"task {spec.name}: a {spec.kind} task reads one of {', '.join(formats)}, not "
-                         f"'{spec.format}'", path=spec.source, field=f"tasks.{spec.name}.format")
+    _check_format(spec)
     location = require_data(spec, data_root, environ)
     common = {"batch_size": batch_size, "num_workers": num_workers, "allow_missing": allow_missing}
     if spec.kind == "mcq":

@@ -83,3 +83,29 @@ def test_missing_videos_are_an_error_unless_allowed_and_then_counted(world, tmp_
     result = evaluate_task(ConstantEverything(), spec, environ={}, allow_missing=True)
     coverage = result["coverage"]
     assert coverage["evaluated"] == coverage["total"] - 1 and len(coverage["failed_videos"]) == 1
+
+
+def run_cli(argv):
+    from instract_eval.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    return done.value.code or 0
+
+
+def test_check_reports_each_task_and_needs_allow_missing_for_gaps(world, tmp_path, capsys):
+    copy = tmp_path / "world"
+    shutil.copytree(world, copy)
+    tasks = str(copy / "tasks.yaml")
+    assert run_cli(["check", "synth", "synth-alignment", "--include", tasks]) == 0
+    out = capsys.readouterr().out
+    counts = json.loads((world / "manifest.json").read_text())["counts"]
+    assert f"synth-semantic: {counts['synth-semantic']} items" in out and "synth-alignment:" in out
+    database = json.loads((copy / "tal/ground_truth.json").read_text())["database"]
+    gone = sorted(database)[0]
+    (copy / "videos" / f"{gone}.mp4").unlink()
+    assert run_cli(["check", "synth-tal", "--include", tasks]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: data.videos: task synth-tal: 1 of") and gone in error and "--allow-missing" in error
+    assert run_cli(["check", "synth-tal", "--include", tasks, "--allow-missing"]) == 0
+    assert f"{len(database) - 1} of {len(database)} videos present" in capsys.readouterr().out
