@@ -39,7 +39,7 @@ import numpy as np
 
 from instract_eval.adapters.protocols import LOCALIZER, Segment, require_capability
 from instract_eval.data.activitynet import LocalizationGroundTruth, read_ground_truth
-from instract_eval.data.jsonfile import read_json, read_yaml, require_list, require_mapping, require_string
+from instract_eval.data.jsonfile import read_yaml, require_list, require_mapping, require_string
 from instract_eval.errors import InputError
 from instract_eval.media import FEATURE_SUFFIXES
 from instract_eval.metrics.localization import (
@@ -112,12 +112,11 @@ def localization_task(spec: TaskSpec, location: DataLocation) -> LocalizationTas
     gt_path = _data_file(spec, location, "ground_truth")
     video_dir = _data_file(spec, location, "videos")
     ground_truth = read_ground_truth(gt_path, spec.protocol.get("subset"))
-    known, durations = _ground_truth_extras(gt_path, ground_truth)
 
     descriptions: dict[str, str] | None = None
     groups: dict[str, tuple[str, ...]] = {}
     if "descriptions" in spec.data:
-        descriptions, groups = _read_descriptions(_data_file(spec, location, "descriptions"), ground_truth, known)
+        descriptions, groups = _read_descriptions(_data_file(spec, location, "descriptions"), ground_truth, ground_truth.known_classes)
     class_names = tuple(sorted(set(ground_truth.class_names) | set(descriptions or ())))
 
     conflicting: dict[str, str] | None = None
@@ -139,7 +138,7 @@ def localization_task(spec: TaskSpec, location: DataLocation) -> LocalizationTas
         ambiguity_groups=MappingProxyType(groups),
         video_dir=video_dir,
         seed=spec.seed,
-        durations=MappingProxyType(durations),
+        durations=MappingProxyType(dict(ground_truth.durations)),
     )
 
 
@@ -180,30 +179,7 @@ def _data_file(spec: TaskSpec, location: DataLocation, key: str) -> Path:
     return Path(location.files[key])
 
 
-def _ground_truth_extras(path: Path, ground_truth: LocalizationGroundTruth) -> tuple[set[str], dict[str, float]]:
-    """Class names the file knows of, and the subset videos' durations.
-
-    `LocalizationGroundTruth` keeps neither the taxonomy nor the durations, so the JSON is read
-    again here. The taxonomy is optional and unchecked (the official evaluator never reads it):
-    its leaves (nodes nobody names as parent) count as known classes, malformed nodes are skipped.
-    """
-    document = read_json(path)
-    known = set(ground_truth.class_names) | set(ground_truth.classes_of_other_subsets)
-    taxonomy = document.get("taxonomy") if isinstance(document, dict) else None
-    if isinstance(taxonomy, list):
-        nodes = [n for n in taxonomy if isinstance(n, dict) and isinstance(n.get("nodeName"), str)]
-        parents = {n.get("parentId") for n in nodes if n.get("parentId") is not None}
-        known |= {n["nodeName"] for n in nodes if n.get("nodeId") not in parents}
-    database = document["database"]  # read_ground_truth has checked the structure
-    durations = {}
-    for video in ground_truth.video_names:
-        value = database[video].get("duration")
-        if isinstance(value, numbers.Real) and not isinstance(value, bool):
-            durations[video] = float(value)
-    return known, durations
-
-
-def _read_descriptions(path: Path, ground_truth: LocalizationGroundTruth, known: set[str]
+def _read_descriptions(path: Path, ground_truth: LocalizationGroundTruth, known: frozenset[str]
                        ) -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
     """``classes: [{name, description, ...}]`` and optional ``ambiguity_groups: {group: [names]}``."""
     document = require_mapping(read_yaml(path), path=path, field="top level")

@@ -60,3 +60,22 @@ def test_predictions_are_coded_in_file_order(tmp_path):
     assert pred.video.tolist() == [1, 2, 2, 0]  # unknown video 'zzz' gets an id no ground truth uses
     assert pred.label.tolist() == [0, 1, 0, 1]
     assert pred.num_in_unknown_videos == 2 and pred.num_in_other_subset_videos == 0
+
+
+def test_durations_and_taxonomy_leaves_come_with_the_ground_truth(tmp_path):
+    document = {
+        "taxonomy": [{"nodeId": 1, "nodeName": "Sports", "parentId": None},
+                     {"nodeId": 2, "nodeName": "Diving", "parentId": 1},
+                     {"nodeId": 3, "nodeName": "Rowing", "parentId": 1}, "not a node"],
+        "database": {
+            "a": {"subset": "test", "duration": 12.5, "annotations": [{"label": "Diving", "segment": [1, 2]}]},
+            "b": {"subset": "test", "annotations": [{"label": "Diving", "segment": [3, 4]}]},
+            "c": {"subset": "train", "duration": 9, "annotations": [{"label": "Surfing", "segment": [0, 1]}]},
+        },
+    }
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(document))
+    gt = read_ground_truth(path, "test")
+    assert dict(gt.durations) == {"a": 12.5}  # b gives none, c is in another subset
+    assert gt.taxonomy_classes == {"Diving", "Rowing"}
+    assert gt.known_classes == {"Diving", "Rowing", "Surfing"}

@@ -27,8 +27,10 @@ silent, each by a rule stated here:
 
 from __future__ import annotations
 
+import numbers
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +59,13 @@ class LocalizationGroundTruth:
     segments: np.ndarray
     classes_of_other_subsets: frozenset[str]
     all_video_names: frozenset[str]
+    durations: Mapping[str, float] = field(default_factory=dict)
+    taxonomy_classes: frozenset[str] = frozenset()
+
+    @property
+    def known_classes(self) -> frozenset[str]:
+        """Every class the file knows of: labelled in any subset, or a leaf of its ``taxonomy``."""
+        return frozenset(self.class_names) | self.classes_of_other_subsets | self.taxonomy_classes
 
     @property
     def num_videos(self) -> int:
@@ -91,7 +100,7 @@ class LocalizationPredictions:
 
 def available_subsets(path: str | os.PathLike) -> list[str]:
     """The distinct subset names of a ground-truth file, in order of first appearance."""
-    database = _read_database(Path(path))
+    _, database = _read_database(Path(path))
     seen: dict[str, None] = {}
     for video, entry in database.items():
         seen.setdefault(_subset_of(entry, Path(path), video), None)
@@ -104,7 +113,7 @@ def read_ground_truth(path: str | os.PathLike, subset: str | None = None) -> Loc
     ``subset=None`` is allowed only when the file holds a single subset.
     """
     path = Path(path)
-    database = _read_database(path)
+    document, database = _read_database(path)
     subsets_in_file: dict[str, str] = {}
     for video, entry in database.items():
         name = _subset_of(entry, path, video)
@@ -153,7 +162,32 @@ def read_ground_truth(path: str | os.PathLike, subset: str | None = None) -> Loc
         segments=np.array([(r[2], r[3]) for r in rows], dtype=np.float64).reshape(-1, 2),
         classes_of_other_subsets=frozenset(other_labels - set(class_names)),
         all_video_names=frozenset(database),
+        durations=_durations(database, video_names),
+        taxonomy_classes=_taxonomy_leaves(document.get("taxonomy")),
     )
+
+
+def _durations(database: dict, videos: list[str]) -> dict[str, float]:
+    """The ``duration`` of each subset video that gives a number (the official evaluator never reads it)."""
+    durations = {}
+    for video in videos:
+        value = database[video].get("duration")
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            durations[video] = float(value)
+    return durations
+
+
+def _taxonomy_leaves(taxonomy: object) -> frozenset[str]:
+    """Leaf node names of an ActivityNet ``taxonomy`` (nodes nobody names as parent).
+
+    The taxonomy is optional and unchecked, as in the official evaluator, which never reads it;
+    malformed nodes are passed over.
+    """
+    if not isinstance(taxonomy, list):
+        return frozenset()
+    nodes = [n for n in taxonomy if isinstance(n, dict) and isinstance(n.get("nodeName"), str)]
+    parents = {n.get("parentId") for n in nodes if n.get("parentId") is not None}
+    return frozenset(n["nodeName"] for n in nodes if n.get("nodeId") not in parents)
 
 
 def read_predictions(path: str | os.PathLike, ground_truth: LocalizationGroundTruth) -> LocalizationPredictions:
@@ -214,7 +248,7 @@ def read_predictions(path: str | os.PathLike, ground_truth: LocalizationGroundTr
     )
 
 
-def _read_database(path: Path) -> dict:
+def _read_database(path: Path) -> tuple[dict, dict]:
     document = require_mapping(read_json(path), path=path, field="top level")
     database = require_mapping(require_key(document, "database", path=path, field="top level"),
                                path=path, field="database")
@@ -222,7 +256,7 @@ def _read_database(path: Path) -> dict:
         raise InputError("has no videos", path=path, field="database")
     for video, entry in database.items():
         require_mapping(entry, path=path, field=f"database.{video}")
-    return database
+    return document, database
 
 
 def _subset_of(entry: dict, path: Path, video: str) -> str:
