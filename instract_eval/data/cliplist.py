@@ -65,14 +65,19 @@ def read_class_names(path: str | os.PathLike) -> list[str]:
     return names
 
 
-def read_labelled_clips(path: str | os.PathLike, classes: list[str] | tuple[str, ...]) -> list[LabelledClip]:
-    """Recognition rows ``{video, label[, start, end]}``; a label outside ``classes`` is an error."""
+def read_labelled_clips(path: str | os.PathLike, classes: list[str] | tuple[str, ...],
+                        class_list: str | None = None) -> list[LabelledClip]:
+    """Recognition rows ``{video, label[, start, end]}``; a label outside ``classes`` is an error.
+
+    ``class_list`` names the file the classes came from, for that error.
+    """
     known = set(classes)
     clips = []
     for record in read_records(path, ["video", "label"]):
         label = record_string(record, "label")
         if label not in known:
-            raise InputError(f"unknown class '{label}' (not in the class list)", path=record.path,
+            source = f" {class_list}" if class_list else ""
+            raise InputError(f"unknown class '{label}' (not in the class list{source})", path=record.path,
                              field=f"{record.where}.label")
         start, end = record_window(record)
         clips.append(LabelledClip(record.where, record_string(record, "video"), start, end, label))

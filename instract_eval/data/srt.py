@@ -58,7 +58,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from .generic import Record, read_records, read_text, record_string, record_window
+from .cliplist import read_labelled_clips
+from .generic import Record, read_records, read_text, record_string
 from .jsonfile import parse_yaml, require_key, require_list, require_mapping, require_number, require_string
 
 SRT_DATASETS = ("ata", "ikea", "gtea")
@@ -216,17 +217,10 @@ def read_class_list(path: str | os.PathLike, dataset: str | SynonymTable | None 
 
 def read_clips(path: str | os.PathLike, classes: ClassList) -> list[SRTClip]:
     """The clips to classify (rows ``video, label[, start, end]``); every label must be a listed class."""
-    labels = {cls.label: cls.split for cls in classes.classes}
-    clips = []
-    for record in read_records(path, ["video", "label"]):
-        label = record_string(record, "label")
-        if label not in labels:
-            raise InputError(f"unknown class '{label}' (not in the class list {classes.path})", path=record.path,
-                             field=f"{record.where}.label")
-        start, end = record_window(record)
-        clips.append(SRTClip(where=record.where, video=record_string(record, "video"), start=start, end=end,
-                             label=label, split=labels[label]))
-    return clips
+    splits = {cls.label: cls.split for cls in classes.classes}
+    return [SRTClip(where=clip.where, video=clip.video, start=clip.start, end=clip.end, label=clip.label,
+                    split=splits[clip.label])
+            for clip in read_labelled_clips(path, tuple(splits), class_list=classes.path)]
 
 
 def read_task(annotations: str | os.PathLike, dataset: str | SynonymTable,
