@@ -7,9 +7,7 @@ exit code 2 and no output file; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -17,6 +15,7 @@ import typer
 
 from . import __version__, scoring
 from .errors import InputError
+from .files import write_atomic
 
 app = typer.Typer(
     name="instract-eval",
@@ -248,14 +247,7 @@ def _emit(result: dict, output: Path | None) -> None:
     directory = output.parent if str(output.parent) else Path(".")
     if not directory.is_dir():
         raise InputError(f"directory {directory} does not exist", field="--output")
-    handle = tempfile.NamedTemporaryFile("w", dir=directory, prefix=f".{output.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            handle.write(text)
-        os.replace(handle.name, output)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    write_atomic(output, text)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -35,9 +35,10 @@ from instract_eval.data.instract import read_logic
 from instract_eval.errors import InputError
 from instract_eval.media import ClipRequest
 from instract_eval.metrics.alignment import normalized_dtw_cost
+from instract_eval.runner import Encoder
 
 from .build import instract_request
-from .encoding import encode_texts, encode_videos
+from .encoding import engine_encoder
 from .registry import DataLocation, TaskSpec
 
 __all__ = [
@@ -150,7 +151,8 @@ def alignment_items(spec: TaskSpec, location: DataLocation) -> AlignmentItems:
 
 
 def evaluate_alignment(model: Any, items: Sequence[AlignmentItem], *, task: str, protocol: Mapping[str, Any],
-                       batch_size: int = 8, num_workers: int = 0, allow_missing: bool = False) -> dict:
+                       batch_size: int = 8, num_workers: int = 0, allow_missing: bool = False,
+                       encoder: Encoder | None = None) -> dict:
     """Normalized DTW cost per item and over items: ``{"metrics", "coverage", "samples"}``.
 
     ``metrics``: ``normalized_dtw_cost`` (mean over items, the headline; lower is better),
@@ -167,9 +169,10 @@ def evaluate_alignment(model: Any, items: Sequence[AlignmentItem], *, task: str,
         raise InputError(f"task {task}: no item to evaluate (no caption has enough verb phrases?)",
                          field=f"tasks.{task}.protocol.min_phrases")
     spec = task_frame_spec(model.frame_spec(), protocol)
-    videos = encode_videos(model, [item.request for item in items], spec, batch_size=batch_size,
-                           num_workers=num_workers, allow_missing=allow_missing, method="encode_video_tokens")
-    phrase_embeddings = encode_texts(model, [phrase for item in items for phrase in item.phrases])
+    encoder = engine_encoder(model, encoder, batch_size=batch_size, num_workers=num_workers,
+                             allow_missing=allow_missing)
+    videos = encoder.videos([item.request for item in items], spec, method="encode_video_tokens")
+    phrase_embeddings = encoder.texts([phrase for item in items for phrase in item.phrases])
     name = getattr(model, "name", type(model).__name__)
 
     samples = []

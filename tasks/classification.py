@@ -34,8 +34,9 @@ import numpy as np
 from instract_eval.adapters.protocols import DUAL_ENCODER, require_capability, task_frame_spec
 from instract_eval.media import ClipRequest
 from instract_eval.metrics import classification_metrics, harmonic_mean, runs_summary
+from instract_eval.runner import Encoder
 
-from .encoding import encode_texts, encode_videos
+from .encoding import engine_encoder
 
 __all__ = ["ClassificationItem", "LabelSet", "ClassificationTask", "evaluate_classification"]
 
@@ -83,7 +84,7 @@ class ClassificationTask:
 
 def evaluate_classification(model: Any, task: ClassificationTask, *, name: str, protocol: Mapping[str, Any],
                             ties: str = "expected", batch_size: int = 8, num_workers: int = 0,
-                            allow_missing: bool = False) -> dict:
+                            allow_missing: bool = False, encoder: Encoder | None = None) -> dict:
     """Classify every item under the default label set and each run.
 
     Returns ``{"metrics", "label_sets", "runs", "coverage", "samples"}``: ``metrics`` holds the
@@ -95,9 +96,10 @@ def evaluate_classification(model: Any, task: ClassificationTask, *, name: str, 
     for label_set in (task.default, *task.runs):
         _check_items(task.items, label_set)
     spec = task_frame_spec(model.frame_spec(), protocol)
-    videos = encode_videos(model, [item.video for item in task.items], spec, batch_size=batch_size,
-                           num_workers=num_workers, allow_missing=allow_missing, keep_clips=True)
-    texts = encode_texts(model, [t for s in (task.default, *task.runs) for ts in s.texts.values() for t in ts])
+    encoder = engine_encoder(model, encoder, batch_size=batch_size, num_workers=num_workers,
+                             allow_missing=allow_missing)
+    videos = encoder.videos([item.video for item in task.items], spec, keep_clips=True)
+    texts = encoder.texts([t for s in (task.default, *task.runs) for ts in s.texts.values() for t in ts])
     kept = [item for item in task.items if item.video.key() in videos.embeddings]
     if not kept:
         raise ValueError(f"task {name}: no item could be evaluated (all videos failed to decode)")

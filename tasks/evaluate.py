@@ -8,13 +8,16 @@ and then every result's ``coverage`` says what was evaluated.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from instract_eval.adapters.protocols import DUAL_ENCODER, LOCALIZER, TOKEN_ENCODER
 from instract_eval.errors import InputError
 from instract_eval.media import ClipRequest
+from instract_eval.runner import Encoder
 
 from .alignment import ALIGNMENT_FORMATS, alignment_items, evaluate_alignment
 from .build import CLASSIFICATION_FORMATS, MCQ_FORMATS, RETRIEVAL_FORMATS, classification_task, mcq_items, retrieval_items
@@ -24,7 +27,16 @@ from .mcq import evaluate_mcq
 from .registry import TaskSpec, require_data
 from .retrieval import evaluate_retrieval
 
-__all__ = ["FORMATS_OF_KIND", "evaluate_task", "check_task_data"]
+__all__ = ["CAPABILITY_OF_KIND", "FORMATS_OF_KIND", "evaluate_task", "check_task_data"]
+
+# The capability each engine asks of a model.
+CAPABILITY_OF_KIND: Mapping[str, str] = {
+    "mcq": DUAL_ENCODER,
+    "retrieval": DUAL_ENCODER,
+    "classification": DUAL_ENCODER,
+    "localization": LOCALIZER,
+    "alignment": TOKEN_ENCODER,
+}
 
 # The annotation formats each engine reads.
 FORMATS_OF_KIND: Mapping[str, tuple[str, ...]] = {
@@ -85,29 +97,37 @@ def _check_format(spec: TaskSpec) -> None:
 
 def evaluate_task(model: Any, spec: TaskSpec, *, data_root: str | os.PathLike | None = None,
                   environ: Mapping[str, str] = os.environ, allow_missing: bool = False, batch_size: int = 8,
-                  num_workers: int = 0) -> dict:
+                  num_workers: int = 0, encoder: Encoder | None = None, limit: int | None = None) -> dict:
     """Evaluate ``model`` on one task: ``{"task", "kind", "metrics", "coverage", ...engine extras}``.
 
     ``data_root`` and ``environ`` locate the files as `require_data` does (a missing file is an
-    `InputError` saying what to download and how to point the tool at it).
+    `InputError` saying what to download and how to point the tool at it). ``encoder`` is the
+    runner's shared encoder (outputs reused across tasks, cached, sharded); without one the
+    engine makes its own from ``batch_size``/``num_workers``. ``limit`` keeps the first N items
+    (videos, for localization) for smoke runs.
     """
     _check_format(spec)
+    if limit is not None and limit < 1:
+        raise InputError(f"limit must be at least 1, got {limit}", field="--limit")
     location = require_data(spec, data_root, environ)
-    common = {"batch_size": batch_size, "num_workers": num_workers, "allow_missing": allow_missing}
+    common = {"batch_size": batch_size, "num_workers": num_workers, "allow_missing": allow_missing,
+              "encoder": encoder}
     if spec.kind == "mcq":
-        result = evaluate_mcq(model, mcq_items(spec, location), task=spec.name, protocol=spec.protocol,
+        result = evaluate_mcq(model, mcq_items(spec, location)[:limit], task=spec.name, protocol=spec.protocol,
                               ties=spec.ties, **common)
     elif spec.kind == "retrieval":
-        result = evaluate_retrieval(model, retrieval_items(spec, location), task=spec.name, protocol=spec.protocol,
-                                    ties=spec.ties, **common)
+        result = evaluate_retrieval(model, retrieval_items(spec, location)[:limit], task=spec.name,
+                                    protocol=spec.protocol, ties=spec.ties, **common)
     elif spec.kind == "classification":
         leaf = True if getattr(model, "leaf_augmentation", False) else None  # an adapter may ask for it
         task = classification_task(spec, location, leaf_augmentation=leaf)
+        task = dataclasses.replace(task, items=task.items[:limit])
         result = evaluate_classification(model, task, name=spec.name, protocol=spec.protocol, ties=spec.ties,
                                          **common)
     elif spec.kind == "localization":
-        result = evaluate_localization(model, localization_task(spec, location), allow_missing=allow_missing)
+        result = evaluate_localization(model, localization_task(spec, location), allow_missing=allow_missing,
+                                       encoder=encoder, limit=limit)
     else:
-        result = evaluate_alignment(model, alignment_items(spec, location), task=spec.name, protocol=spec.protocol,
-                                    **common)
+        result = evaluate_alignment(model, alignment_items(spec, location)[:limit], task=spec.name,
+                                    protocol=spec.protocol, **common)
     return {"task": spec.name, "kind": spec.kind, **result}

@@ -49,7 +49,9 @@ from instract_eval.metrics.localization import (
     threshold_key,
 )
 from instract_eval.metrics.localization_diagnostics import hallucination_rates, language_advantage_on_performance
+from instract_eval.runner import Encoder
 
+from .encoding import engine_encoder
 from .registry import DataLocation, TaskSpec
 
 __all__ = [
@@ -249,7 +251,8 @@ def find_video(video_dir: Path, video: str) -> Path | None:
     return None
 
 
-def evaluate_localization(model: Any, task: LocalizationTask, *, allow_missing: bool = False) -> dict:
+def evaluate_localization(model: Any, task: LocalizationTask, *, allow_missing: bool = False,
+                          encoder: Encoder | None = None, limit: int | None = None) -> dict:
     """Localize every video of the subset and score it; see the module docstring for the rules.
 
     Returns ``{"metrics", "per_class_AP", "per_threshold_class_AP", "ambiguity", "coverage",
@@ -264,8 +267,10 @@ def evaluate_localization(model: Any, task: LocalizationTask, *, allow_missing: 
     would pass for a measurement.
     """
     require_capability(model, LOCALIZER, task.name)
+    encoder = engine_encoder(model, encoder, batch_size=1, num_workers=0, allow_missing=allow_missing)
     present, missing = _resolve_videos(task, allow_missing)
-    aligned = _run(model, task, present, task.descriptions)
+    present = present[:limit]  # a smoke run (--limit): the first videos, scored on their ground truth only
+    aligned = _run(encoder, task, present, task.descriptions)
     scored = _score(task, present, aligned)
     breakdown = _breakdown(task, scored)
     metrics = breakdown.pop("metrics")
@@ -288,7 +293,7 @@ def evaluate_localization(model: Any, task: LocalizationTask, *, allow_missing: 
         result["LAP_undefined"] = "the aligned run's average mAP is 0, so a drop relative to it is undefined"
     elif task.conflicting is not None:
         aligned_map = metrics["average_mAP"]
-        swapped = _run(model, task, present, task.conflicting)
+        swapped = _run(encoder, task, present, task.conflicting)
         other = _breakdown(task, _score(task, present, swapped))
         other["num_predictions"] = sum(len(segments) for segments in swapped)
         conflicting_map = other["metrics"]["average_mAP"]
@@ -327,16 +332,13 @@ def _resolve_videos(task: LocalizationTask, allow_missing: bool) -> tuple[list[t
     return present, missing
 
 
-def _run(model: Any, task: LocalizationTask, present: list[tuple[int, str, Path]],
+def _run(encoder: Encoder, task: LocalizationTask, present: list[tuple[int, str, Path]],
          descriptions: Mapping[str, str] | None) -> list[list[Segment]]:
-    """One `localize` call per video, each answer checked."""
+    """One `localize` answer per video (through the encoder: cached, sharded), each answer checked."""
     classes = set(task.class_names)
-    outputs = []
-    for _, video, path in present:
-        given = None if descriptions is None else dict(descriptions)  # a copy the model may not alter ours through
-        answer = model.localize(str(path), list(task.class_names), given)
-        outputs.append(_check_segments(answer, video, path, classes, model))
-    return outputs
+    answers = encoder.localize([(video, path) for _, video, path in present], list(task.class_names), descriptions)
+    return [_check_segments(answer, video, path, classes, encoder.model)
+            for (_, video, path), answer in zip(present, answers)]
 
 
 def _check_segments(answer: Any, video: str, path: Path, classes: set[str], model: Any) -> list[Segment]:

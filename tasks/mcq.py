@@ -22,8 +22,9 @@ import numpy as np
 from instract_eval.adapters.protocols import DUAL_ENCODER, require_capability, task_frame_spec
 from instract_eval.media import ClipRequest
 from instract_eval.metrics import mcq_metrics
+from instract_eval.runner import Encoder
 
-from .encoding import cosine_scores, encode_texts, encode_videos
+from .encoding import cosine_scores, engine_encoder
 
 __all__ = ["MCQItem", "evaluate_mcq"]
 
@@ -49,15 +50,16 @@ class MCQItem:
 
 def evaluate_mcq(model: Any, items: Sequence[MCQItem], *, task: str, protocol: Mapping[str, Any],
                  ties: str = "expected", batch_size: int = 8, num_workers: int = 0,
-                 allow_missing: bool = False) -> dict:
+                 allow_missing: bool = False, encoder: Encoder | None = None) -> dict:
     """Score every item and summarise: ``{"metrics", "coverage", "samples"}``."""
     require_capability(model, DUAL_ENCODER, task)
     spec = task_frame_spec(model.frame_spec(), protocol)
     requests = [v for item in items for v in (item.query, *item.candidates) if isinstance(v, ClipRequest)]
     texts = [t for item in items for t in (item.query, *item.candidates) if isinstance(t, str)]
-    videos = encode_videos(model, requests, spec, batch_size=batch_size, num_workers=num_workers,
-                           allow_missing=allow_missing)
-    text_embeddings = encode_texts(model, texts)
+    encoder = engine_encoder(model, encoder, batch_size=batch_size, num_workers=num_workers,
+                             allow_missing=allow_missing)
+    videos = encoder.videos(requests, spec)
+    text_embeddings = encoder.texts(texts)
 
     def embedding(value: ClipRequest | str) -> np.ndarray | None:
         return text_embeddings[value] if isinstance(value, str) else videos.embeddings.get(value.key())

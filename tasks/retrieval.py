@@ -23,8 +23,9 @@ import numpy as np
 from instract_eval.adapters.protocols import DUAL_ENCODER, require_capability, task_frame_spec
 from instract_eval.media import ClipRequest
 from instract_eval.metrics import pooled_retrieval_metrics, recall_by_pool_size, retrieval_metrics
+from instract_eval.runner import Encoder
 
-from .encoding import encode_texts, encode_videos
+from .encoding import engine_encoder
 
 __all__ = ["RetrievalItem", "evaluate_retrieval"]
 
@@ -42,13 +43,14 @@ class RetrievalItem:
 
 def evaluate_retrieval(model: Any, items: Sequence[RetrievalItem], *, task: str, protocol: Mapping[str, Any],
                        ties: str = "expected", batch_size: int = 8, num_workers: int = 0,
-                       allow_missing: bool = False) -> dict:
+                       allow_missing: bool = False, encoder: Encoder | None = None) -> dict:
     """``{"metrics": t2v/v2t/mean, "per_pool", "per_category", "by_pool_size", "coverage"}``."""
     require_capability(model, DUAL_ENCODER, task)
     spec = task_frame_spec(model.frame_spec(), protocol)
-    videos = encode_videos(model, [item.video for item in items], spec, batch_size=batch_size,
-                           num_workers=num_workers, allow_missing=allow_missing)
-    texts = encode_texts(model, [item.text for item in items])
+    encoder = engine_encoder(model, encoder, batch_size=batch_size, num_workers=num_workers,
+                             allow_missing=allow_missing)
+    videos = encoder.videos([item.video for item in items], spec)
+    texts = encoder.texts([item.text for item in items])
     kept = [item for item in items if item.video.key() in videos.embeddings]
     if not kept:
         raise ValueError(f"task {task}: no item could be evaluated (all videos failed to decode)")

@@ -1,0 +1,8 @@
+"""Running models on tasks: the shared encoder (batching, dedup, cache, ranks) and the run itself."""
+
+from .cache import OutputCache, default_cache_dir
+from .distributed import SINGLE_PROCESS, Ranks, ranks_from_environment
+from .encoder import PRECISIONS, EncodedVideos, Encoder
+
+__all__ = ["OutputCache", "default_cache_dir", "SINGLE_PROCESS", "Ranks", "ranks_from_environment", "PRECISIONS",
+           "EncodedVideos", "Encoder"]

@@ -1,0 +1,332 @@
+"""The engines' one door to a model: each unique input encoded once, batched, cached, sharded.
+
+An engine asks an `Encoder` for the embeddings of clip requests under a frame spec, of texts, or
+for a localizer's answers on videos; it never calls the model itself. The encoder
+
+- keeps every output it has produced or read (in memory, and in an `OutputCache` on disk when it
+  has one), so a clip or text shared by several tasks of a run is encoded once, a second run reads
+  the cache, and a killed run resumes from the last whole batch;
+- computes only what is missing, in sorted key order split over the ranks of a distributed job,
+  and gathers the outputs so every rank sees all of them;
+- batches (``batch_size`` clips per forward pass, decoded by ``num_workers`` DataLoader workers),
+  moves inputs to the model's device, runs under ``torch.inference_mode`` and, for ``bf16``/
+  ``fp16``, under autocast;
+- halves the batch after an out-of-memory error and keeps the smaller size for the rest;
+- refuses NaN/inf outputs with an error naming the items, since a NaN would rank silently.
+
+A request's cache identity is its key (window, context, clips, reversal) plus the file's path,
+size and modification time, so an edited or replaced video is encoded afresh. The temporal clips
+of a request (ACE: 3) are stored one by one; engines get them averaged, or kept for engines that
+average scores over clips.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from instract_eval.adapters.protocols import Segment
+from instract_eval.errors import InputError
+from instract_eval.media import ClipRequest, FrameSpec, clip_loader
+
+from .cache import OutputCache, digest
+from .distributed import SINGLE_PROCESS, Ranks
+
+__all__ = ["EncodedVideos", "Encoder", "PRECISIONS"]
+
+PRECISIONS: Mapping[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class EncodedVideos:
+    """Embeddings by request key, and the requests that could not be decoded (with why)."""
+
+    embeddings: dict[str, np.ndarray]
+    failed: dict[str, str]
+
+
+class Encoder:
+    """Outputs of ``model`` for the engines; see the module docstring.
+
+    ``counts`` records the work done, for result records and benchmarks: ``videos_encoded`` (unique
+    requests that went through the model), ``clips_encoded``, ``texts_encoded``, ``videos_reused``
+    and ``texts_reused`` (served from memory or disk), ``localized`` and ``localized_reused``,
+    ``forward_passes`` (model calls on this rank) and ``oom_retries``.
+    """
+
+    def __init__(self, model: Any, *, batch_size: int = 8, num_workers: int = 0, allow_missing: bool = False,
+                 device: str | torch.device = "cpu", precision: str = "fp32", text_batch_size: int = 256,
+                 cache: OutputCache | None = None, ranks: Ranks = SINGLE_PROCESS, progress: Any = None):
+        if batch_size < 1 or text_batch_size < 1:
+            raise InputError(f"batch size must be at least 1, got {min(batch_size, text_batch_size)}",
+                             field="--batch-size")
+        if precision not in PRECISIONS:
+            raise InputError(f"unknown precision '{precision}' (choose from {', '.join(PRECISIONS)})",
+                             field="--precision")
+        self.model = model
+        self.batch_size = batch_size
+        self.text_batch_size = text_batch_size
+        self.num_workers = num_workers
+        self.allow_missing = allow_missing
+        self.device = torch.device(device)
+        self.precision = precision
+        self.cache = cache
+        self.ranks = ranks
+        self.progress = progress
+        self.label = ""  # what the progress bar says is being encoded (the runner sets the task name)
+        self.counts: Counter[str] = Counter()
+        self._outputs: dict[str, dict[str, Any]] = {}
+        self._forward_limit: dict[str, int] = {}
+
+    # -- what the engines ask for ------------------------------------------------------------
+
+    def videos(self, requests: Iterable[ClipRequest], spec: FrameSpec, *, method: str = "encode_video",
+               keep_clips: bool = False) -> EncodedVideos:
+        """``model.<method>`` of each unique request; missing or broken files raise unless ``allow_missing``.
+
+        ``method`` is ``encode_video`` (``[B, D]``) or ``encode_video_tokens`` (``[B, K, D]``).
+        With ``keep_clips`` each embedding has a leading axis over the request's temporal clips.
+        """
+        unique = {request.key(): request for request in requests}
+        identity = {key: _file_identity(request) for key, request in unique.items()}
+        namespace = {"output": method, "frame_spec": spec.key()}
+        stored = self._stored(namespace)
+        todo = sorted(key for key in unique if identity[key] not in stored)
+        self.counts["videos_reused"] += len(unique) - len(todo)
+
+        def encode_share(share: list[str]) -> dict[str, Any]:
+            return self._encode_clips([unique[key] for key in share], spec, method, namespace, identity)
+
+        computed, failures = self._compute_shared(todo, encode_share, stored)
+        self.counts["videos_encoded"] += len(todo) - len(failures)
+        if failures and not self.allow_missing:
+            first = min(failures, key=lambda failure: failure.key)
+            raise first.to_error()
+        embeddings = {}
+        for key in unique:
+            output = stored.get(identity[key])
+            if output is not None:
+                embeddings[key] = output if keep_clips else output.mean(axis=0)
+        failed = {failure.key: f"{failure.path}: {failure.message}" for failure in sorted(failures)}
+        return EncodedVideos(embeddings, failed)
+
+    def texts(self, texts: Iterable[str]) -> dict[str, np.ndarray]:
+        """``model.encode_text`` of each unique text."""
+        unique = list(dict.fromkeys(texts))
+        namespace = {"output": "encode_text"}
+        stored = self._stored(namespace)
+        todo = sorted(text for text in unique if text not in stored)
+        self.counts["texts_reused"] += len(unique) - len(todo)
+
+        def encode_share(share: list[str]) -> dict[str, Any]:
+            outputs: dict[str, Any] = {"outputs": {}, "failures": []}
+            for start in range(0, len(share), self.text_batch_size):
+                chunk = share[start:start + self.text_batch_size]
+                encoded = self._forward("encode_text", self.model.encode_text, chunk).numpy()
+                _check_finite(encoded, chunk, "text")
+                batch = dict(zip(chunk, encoded))
+                self._store(namespace, batch)
+                outputs["outputs"].update(batch)
+            return outputs
+
+        self._compute_shared(todo, encode_share, stored)
+        self.counts["texts_encoded"] += len(todo)
+        return {text: stored[text] for text in unique}
+
+    def localize(self, videos: Sequence[tuple[str, str | os.PathLike]], classes: Sequence[str],
+                 descriptions: Mapping[str, str] | None) -> list[Any]:
+        """``model.localize`` of each ``(name, file)``, in order; answers are returned unchecked.
+
+        The namespace includes the class list and the descriptions, so an aligned and a
+        conflicting LAP run are cached apart. Only well-formed answers (lists of `Segment`) are
+        written to disk; anything else goes back to the engine, which rejects it with the video.
+        """
+        paths = {name: Path(path) for name, path in videos}
+        identity = {name: f"{name}|{_stat(path)}" for name, path in paths.items()}
+        namespace = {"output": "localize", "classes": list(classes), "descriptions": descriptions}
+        stored = self._stored(namespace)
+        todo = sorted(name for name in paths if identity[name] not in stored)
+        self.counts["localized_reused"] += len(paths) - len(todo)
+
+        def localize_share(share: list[str]) -> dict[str, Any]:
+            outputs: dict[str, Any] = {}
+            for name in self._progress(share, f"{self.label} localizing"):
+                given = None if descriptions is None else copy.deepcopy(dict(descriptions))
+                answer = self.model.localize(str(paths[name]), list(classes), given)
+                self.counts["forward_passes"] += 1
+                outputs[identity[name]] = answer
+                if _is_segment_list(answer):
+                    self._store(namespace, {identity[name]: [_segment_row(s) for s in answer]}, to_memory=False)
+            return {"outputs": outputs, "failures": []}
+
+        self._compute_shared(todo, localize_share, stored)
+        self.counts["localized"] += len(todo)
+        return [stored[identity[name]] for name, _ in videos]
+
+    # -- shared machinery ----------------------------------------------------------------------
+
+    def _stored(self, namespace: Mapping[str, Any]) -> dict[str, Any]:
+        """The outputs of ``namespace`` known so far: read from disk the first time it is used."""
+        name = digest(namespace)
+        if name not in self._outputs:
+            loaded = self.cache.load(namespace) if self.cache is not None else {}
+            if namespace["output"] == "localize":
+                loaded = {key: [Segment(float(a), float(b), str(c), float(d)) for a, b, c, d in rows]
+                          for key, rows in loaded.items()}
+            self._outputs[name] = loaded
+        return self._outputs[name]
+
+    def _store(self, namespace: Mapping[str, Any], outputs: Mapping[str, Any], *, to_memory: bool = True) -> None:
+        """Outputs of one batch: to disk at once (that is what a resumed run finds), and to memory."""
+        if self.cache is not None:
+            self.cache.store(namespace, outputs)
+        if to_memory:
+            self._stored(namespace).update(outputs)
+
+    def _compute_shared(self, todo: list[str], compute: Callable[[list[str]], dict[str, Any]],
+                        stored: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+        """Run ``compute`` on this rank's share of ``todo`` and merge every rank's outputs into ``stored``.
+
+        An `InputError` on any rank (a NaN, a broken file) is raised on every rank after the
+        gather, so no rank waits forever for one that failed.
+        """
+        share = self.ranks.shard(todo)
+        error: InputError | None = None
+        result: dict[str, Any] = {"outputs": {}, "failures": []}
+        try:
+            result = compute(share) if share else result
+        except InputError as caught:
+            error = caught
+        gathered = self.ranks.gather((result, error, self.counts["oom_retries"]))
+        errors = [e for _, e, _ in gathered if e is not None]
+        if errors:
+            raise errors[0]
+        computed: dict[str, Any] = {}
+        failures: list[Any] = []
+        for part, _, _ in gathered:
+            computed.update(part["outputs"])
+            failures.extend(part["failures"])
+        stored.update(computed)
+        return computed, failures
+
+    def _encode_clips(self, requests: list[ClipRequest], spec: FrameSpec, method: str,
+                      namespace: Mapping[str, Any], identity: Mapping[str, str]) -> dict[str, Any]:
+        loader = clip_loader(requests, spec, batch_size=self.batch_size, num_workers=self.num_workers,
+                             on_error="skip")
+        encode = getattr(self.model, method)
+        outputs: dict[str, Any] = {}
+        for batch in self._progress(loader, f"{self.label} videos", total=len(requests),
+                                    step=lambda batch: len(batch.keys)):
+            size, num_clips = batch.clips.shape[:2]
+            clips = batch.clips.flatten(0, 1)
+            encoded = self._forward(method, lambda chunk: encode(chunk.to(self.device)), clips)
+            encoded = encoded.reshape(size, num_clips, *encoded.shape[1:]).numpy()
+            _check_finite(encoded, batch.keys, "video")
+            self.counts["clips_encoded"] += size * num_clips
+            stored = {identity[key]: value for key, value in zip(batch.keys, encoded)}
+            self._store(namespace, stored)
+            outputs.update(stored)
+        return {"outputs": outputs, "failures": list(loader.failures)}
+
+    def _forward(self, method: str, call: Callable[[Any], torch.Tensor], inputs: Any) -> torch.Tensor:
+        """``call`` on ``inputs`` in chunks, halving the chunk after an out-of-memory error.
+
+        The reduced size is remembered per method, so one oversized batch costs one retry, not one
+        per batch. Returns float32 on the CPU.
+        """
+        limit = self._forward_limit.get(method, len(inputs))
+        pieces, start = [], 0
+        while start < len(inputs):
+            chunk = inputs[start:start + limit]
+            try:
+                with torch.inference_mode(), self._autocast():
+                    output = call(chunk)
+            except torch.OutOfMemoryError:
+                if len(chunk) == 1:
+                    raise InputError(f"the model ran out of memory on a single input in {method}; try "
+                                     "--precision bf16, a smaller --batch-size or another --device",
+                                     field="--batch-size") from None
+                limit = max(1, len(chunk) // 2)
+                self._forward_limit[method] = limit
+                self.counts["oom_retries"] += 1
+                _free_accelerator_memory(self.device)
+                print(f"warning: out of memory in {method} at batch size {len(chunk)}; continuing with {limit}",
+                      file=sys.stderr)
+                continue
+            self.counts["forward_passes"] += 1
+            if not isinstance(output, torch.Tensor) or output.ndim < 2 or output.shape[0] != len(chunk):
+                shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+                raise InputError(f"{method} returned {shape} for {len(chunk)} inputs; expected one row per input",
+                                 field="--model")
+            pieces.append(output.detach().float().cpu())
+            start += len(chunk)
+        return torch.cat(pieces)
+
+    def _autocast(self):
+        dtype = PRECISIONS[self.precision]
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def _progress(self, items: Iterable[Any], description: str, *, total: int | None = None,
+                  step: Callable[[Any], int] | None = None) -> Iterable[Any]:
+        """``items``, advancing a bar of the shared progress display (rank 0 only)."""
+        if self.progress is None or not self.ranks.is_main:
+            yield from items
+            return
+        total = total if total is not None else len(items)  # type: ignore[arg-type]
+        bar = self.progress.add_task(description.strip(), total=total)
+        try:
+            for item in items:
+                yield item
+                self.progress.advance(bar, step(item) if step else 1)
+        finally:
+            self.progress.remove_task(bar)
+
+
+def _file_identity(request: ClipRequest) -> str:
+    """The request's key plus where its file is and which version of it: the cache identity."""
+    return f"{request.key()}|{_stat(Path(request.path))}"
+
+
+def _stat(path: Path) -> str:
+    try:
+        info = path.stat()
+    except OSError:
+        return f"{path}|absent"
+    return f"{path.resolve()}|{info.st_size}|{info.st_mtime_ns}"
+
+
+def _is_segment_list(answer: Any) -> bool:
+    """Whether ``answer`` can be stored as JSON and read back unchanged."""
+    return isinstance(answer, list) and all(
+        isinstance(item, Segment) and isinstance(item.label, str)
+        and all(isinstance(v, (int, float)) and np.isfinite(v) for v in (item.start, item.end, item.score))
+        for item in answer)
+
+
+def _segment_row(segment: Segment) -> list:
+    return [segment.start, segment.end, segment.label, segment.score]
+
+
+def _free_accelerator_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _check_finite(values: np.ndarray, keys: Sequence[str], what: str) -> None:
+    bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+    if bad.any():
+        named = [keys[i] for i in np.flatnonzero(bad)[:3]]
+        raise InputError(f"the model returned NaN or inf {what} embeddings for {int(bad.sum())} item(s), "
+                         f"e.g. {', '.join(named)}", field="--model")
