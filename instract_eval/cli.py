@@ -29,7 +29,7 @@ score_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(score_app, name="score")
-list_app = typer.Typer(help="List what the tool knows: registered tasks and groups.", no_args_is_help=True)
+list_app = typer.Typer(help="List what the tool knows: registered tasks and groups, and models.", no_args_is_help=True)
 app.add_typer(list_app, name="list")
 
 Output = Annotated[
@@ -202,6 +202,144 @@ def check(
         if report["missing"]:
             line += f"; missing e.g. {report['missing'][0]}"
         typer.echo(line)
+
+DEFAULT_MODELS = ("synth-bag-of-frames", "synth-temporal")
+DEFAULT_TASKS = ("synth",)
+
+
+@app.command("run")
+def run(
+    model: Annotated[Optional[list[str]], typer.Option(
+        "--model", "-m", help="Model name (see `instract-eval list models`), or package.module:factory; "
+        "repeatable. Default: synth-bag-of-frames and synth-temporal.")] = None,
+    task: Annotated[Optional[list[str]], typer.Option(
+        "--task", "-t", help="Task or group name (see `instract-eval list tasks`); repeatable. "
+        "Default: the synth group on the embedded synthetic world.")] = None,
+    model_args: Annotated[Optional[list[str]], typer.Option(
+        "--model-args", help="key=value,... for the model's factory; one for all models, or one per "
+        "--model in the same order.")] = None,
+    include: Annotated[Optional[list[Path]], typer.Option(
+        "--include", help="Also read tasks and groups from this registry file; repeatable.")] = None,
+    data_root: Annotated[Optional[Path], typer.Option(
+        "--data-root", help="Directory the tasks' relative data paths start from "
+        "(default: $INSTRACT_EVAL_DATA_ROOT).")] = None,
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help="Directory for the result records: OUTPUT/MODEL/TASK.json.",
+        file_okay=False)] = Path("results"),
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Clips per forward pass (halved "
+                                            "automatically after an out-of-memory error).")] = 8,
+    workers: Annotated[int, typer.Option("--workers", help="DataLoader worker processes decoding "
+                                         "videos (0: decode in the main process).")] = 0,
+    device: Annotated[Optional[str], typer.Option(
+        "--device", help="cuda, cuda:N, mps or cpu (default: the best available).")] = None,
+    precision: Annotated[str, typer.Option(
+        "--precision", help="fp32, or bf16/fp16 autocast (fp16 needs a GPU).")] = "fp32",
+    limit: Annotated[Optional[int], typer.Option(
+        "--limit", help="Evaluate only the first N items (videos, for localization) of each task: "
+        "a smoke run; the record says so.")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option(
+        "--cache-dir", help="Where model outputs are cached, keyed by the model's fingerprint "
+        "(default: $INSTRACT_EVAL_CACHE or ~/.cache/instract-eval).")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write cached "
+                                           "outputs.")] = False,
+    log_samples: Annotated[bool, typer.Option(
+        "--log-samples", help="Also write OUTPUT/MODEL/TASK.samples.jsonl: per-sample scores, ranks and "
+        "predictions (what `regress` pairs).")] = False,
+    allow_missing: Annotated[bool, typer.Option(
+        "--allow-missing", help="Evaluate the videos that are present instead of failing on a missing "
+        "one; the record's coverage says what was left out.")] = False,
+    debug: Debug = False,
+) -> None:
+    """Evaluate models on tasks: batched, deduplicated across tasks, cached, resumable, distributed.
+
+    With no arguments it evaluates the two small models trained on the synthetic action world
+    on its synth group and prints their comparison. Under `torchrun --nproc-per-node N -m
+    instract_eval run ...` the unique inputs are split over the ranks and rank 0 writes.
+    """
+    from rich.console import Console
+
+    from .adapters.registry import parse_model_args
+    from .runner import default_cache_dir, ranks_from_environment
+    from .runner.run import ModelRequest, RunOptions, run_evaluation
+    from .runner.summary import summary_table
+    from .tasks import load_registry
+
+    names = list(model or DEFAULT_MODELS)
+    arguments = [parse_model_args(text) for text in (model_args or [])]
+    if len(arguments) > 1 and len(arguments) != len(names):
+        raise InputError(f"{len(arguments)} --model-args for {len(names)} models: give one for all, or one "
+                         "per --model", field="--model-args")
+    if len(arguments) == 1:
+        arguments = arguments * len(names)
+    requests = [ModelRequest(name, args) for name, args in zip(names, arguments or [{}] * len(names))]
+    cache_root = cache_dir or default_cache_dir()
+    ranks = ranks_from_environment(device=device)
+    task_names = list(task or DEFAULT_TASKS)
+    includes = list(include or ())
+    registry = load_registry(includes)
+    if any(name.startswith("synth") and name not in registry.tasks and name not in registry.groups
+           for name in task_names):
+        registry = load_registry([*includes, _embedded_world(cache_root, ranks)])
+    options = RunOptions(output=output, data_root=data_root, batch_size=batch_size, workers=workers,
+                         device=device, precision=precision, limit=limit,
+                         cache_dir=None if no_cache else cache_root / "outputs", log_samples=log_samples,
+                         allow_missing=allow_missing)
+    console = Console(stderr=True)
+    with _progress(console) as progress:
+        report = run_evaluation(requests, task_names, registry, options, progress=progress)
+    if not ranks.is_main:
+        return
+    Console(width=max(100, Console().width)).print(summary_table(report.records, report.skipped))
+    for model_name, task_name, why in report.skipped:
+        typer.echo(f"skipped {task_name} for {model_name}: it {why}")
+    typer.echo(f"wrote {len(report.written)} result records to {output}/"
+               + (" with per-sample logs" if log_samples else ""))
+
+
+def _embedded_world(cache_root: Path, ranks) -> Path:
+    """The tasks file of the default synthetic world, generated once into the cache (rank 0)."""
+    from .synth import ensure_world, read_manifest
+
+    world = cache_root / "synth-world"
+    if ranks.is_main:
+        if read_manifest(world) is None:
+            typer.echo(f"generating the synthetic action world in {world} (first run only, a few seconds)",
+                       err=True)
+        manifest = ensure_world(world, seed=0, size="default")
+    ranks.barrier()
+    if not ranks.is_main:
+        manifest = read_manifest(world)
+    return manifest.tasks_file
+
+
+def _progress(console):
+    """Progress bars on standard error, only when it is a terminal; they vanish when done."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=True, disable=not console.is_terminal)
+
+
+@list_app.command("models")
+def list_models(debug: Debug = False) -> None:
+    """Every model the registry can create: built-in adapters and installed entry points."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .adapters.registry import available_models
+
+    entries = available_models()
+    table = Table(title=f"{len(entries)} models")
+    table.add_column("model", no_wrap=True)
+    table.add_column("source", no_wrap=True)
+    table.add_column("description", overflow="fold")
+    for entry in entries:
+        table.add_row(entry.name, entry.source, entry.description)
+    console = Console(width=max(110, Console().width))
+    console.print(table)
+    console.print("Create one with --model NAME [--model-args key=value,...]; any factory also runs as "
+                  "--model package.module:factory. Third-party packages register models under the "
+                  "entry-point group instract_eval.adapters.", highlight=False)
 
 
 @app.command("synth")

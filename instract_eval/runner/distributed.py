@@ -67,16 +67,18 @@ class Ranks:
 SINGLE_PROCESS = Ranks()
 
 
-def ranks_from_environment(environ: Mapping[str, str] = os.environ, *, device: str = "cpu") -> Ranks:
+def ranks_from_environment(environ: Mapping[str, str] = os.environ, *, device: str | None = None) -> Ranks:
     """The ranks the launcher set up, starting the process group when there is more than one.
 
-    ``device`` picks the backend: NCCL when the ranks run on CUDA, gloo otherwise.
+    ``device`` (as given to ``--device``; None is the best available) picks the backend: NCCL
+    when the ranks run on CUDA, gloo otherwise.
     """
     world_size = int(environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return SINGLE_PROCESS
     ranks = Ranks(int(environ.get("RANK", "0")), world_size, int(environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
-        backend = "nccl" if device.startswith("cuda") and torch.cuda.is_available() else "gloo"
+        on_cuda = (device is None or device.startswith("cuda")) and torch.cuda.is_available()
+        backend = "nccl" if on_cuda else "gloo"
         dist.init_process_group(backend=backend)
     return ranks

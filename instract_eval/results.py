@@ -1,0 +1,179 @@
+"""Result records: one JSON file per (model, task), with provenance, and its per-sample log.
+
+A record says what was measured (metrics with unit and direction), on what (the task spec and its
+hash, a fingerprint of the dataset files, coverage), with what (the model's fingerprint, the frame
+spec, device, precision) and by what (package, torch and Python versions, the git revision of the
+source when it is a checkout). The leaderboard and the regression gate read these files and
+nothing else, so everything they need is here.
+
+Files are written atomically: a run killed while writing leaves the previous record or none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .files import write_atomic
+
+__all__ = ["SCHEMA", "describe_metrics", "dataset_fingerprint", "software_versions", "record_path",
+           "samples_path", "write_record", "to_json"]
+
+SCHEMA = "instract-eval/result/1"
+
+
+def describe_metrics(metrics: Mapping[str, Any], declared: Sequence[Any] = ()) -> dict[str, dict]:
+    """``{name: {"value", "unit", "direction", "headline"}}`` for every metric of a result.
+
+    Nested metrics (retrieval's ``{"t2v": {"R@1": ...}}``) are flattened to dotted names
+    (``t2v.R@1``), the names ``tasks.yaml`` declares.
+
+    The task's declared metrics (``tasks.yaml``) fix the direction of its headline metrics; the
+    others follow their names: ranks and costs are lower-better, counts and spreads have no
+    direction, hallucination rates are lower-better, the rest are fractions where higher is better.
+    """
+    declared_direction = {metric.name: metric.direction for metric in declared}
+    described = {}
+    for name, value in _flatten(metrics).items():
+        unit, direction = _unit_and_direction(name)
+        described[name] = {"value": value, "unit": unit,
+                           "direction": declared_direction.get(name, direction),
+                           "headline": name in declared_direction}
+    return described
+
+
+def _flatten(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for name, value in metrics.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{name}."))
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat
+
+
+def _unit_and_direction(name: str) -> tuple[str, str | None]:
+    leaf = name.rsplit(".", 1)[-1]
+    if leaf in ("std", "sample_std"):
+        return "fraction", None
+    if leaf.startswith("num_") or name.startswith("num_"):
+        return "count", None
+    if "rank" in leaf:
+        return "rank", "lower"
+    if "dtw_cost" in leaf:
+        return "cost", "lower"
+    if name.startswith("hallucination."):
+        return "fraction", "lower"
+    return "fraction", "higher"
+
+
+def dataset_fingerprint(files: Mapping[str, Path], videos_key: str = "videos") -> dict:
+    """sha256 over the task's annotation files (contents) and its video directory (names and sizes).
+
+    Hashing every video's bytes would cost as much as decoding them; names and sizes catch a
+    missing, added or re-encoded file, which is what changes a result.
+    """
+    digest = hashlib.sha256()
+    count = 0
+    for key in sorted(files):
+        path = Path(files[key])
+        digest.update(f"[{key}]".encode())
+        for file in _files_under(path):
+            relative = file.relative_to(path).as_posix() if path.is_dir() else file.name
+            digest.update(relative.encode() + b"\0")
+            if key == videos_key:
+                digest.update(str(file.stat().st_size).encode() + b"\0")
+            else:
+                digest.update(hashlib.sha256(file.read_bytes()).digest())
+            count += 1
+    return {"sha256": digest.hexdigest(), "files": count}
+
+
+def _files_under(path: Path) -> Iterable[Path]:
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    return []
+
+
+def software_versions() -> dict:
+    """Versions of what computed the numbers, and the source revision when it is a git checkout."""
+    import torch
+
+    from . import __version__
+
+    return {
+        "instract_eval": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "git_revision": _git_revision(Path(__file__).resolve().parent.parent),
+    }
+
+
+def _git_revision(directory: Path) -> str | None:
+    """``HEAD`` of the checkout the package runs from (``+dirty`` with local changes), or None."""
+    if not (directory / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(["git", "-C", str(directory), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(directory), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
+def _safe_name(name: str) -> str:
+    """A model or task name as one path component (``pkg.mod:factory`` -> ``pkg.mod_factory``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "model"
+
+
+def record_path(output: Path, model: str, task: str) -> Path:
+    return Path(output) / _safe_name(model) / f"{_safe_name(task)}.json"
+
+
+def samples_path(output: Path, model: str, task: str) -> Path:
+    return Path(output) / _safe_name(model) / f"{_safe_name(task)}.samples.jsonl"
+
+
+def to_json(value: Any) -> Any:
+    """Plain JSON types for numpy scalars and arrays, tuples and paths (NaN is refused later)."""
+    if isinstance(value, Mapping):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_json(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
+
+
+def write_record(output: Path, record: Mapping[str, Any], samples: Sequence[Mapping[str, Any]] | None) -> Path:
+    """Write the record (and the per-sample log when ``samples`` is given); returns the record's path.
+
+    The log is written first, so a record on disk always has its log complete beside it.
+    """
+    model, task = record["model"]["name"], record["task"]["name"]
+    path = record_path(output, model, task)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if samples is not None:
+        lines = (json.dumps(to_json({"task": task, "model": model, **sample}), allow_nan=False) for sample in samples)
+        write_atomic(samples_path(output, model, task), "".join(line + "\n" for line in lines))
+    write_atomic(path, json.dumps(to_json(record), indent=2, allow_nan=False) + "\n")
+    return path

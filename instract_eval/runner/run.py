@@ -1,0 +1,193 @@
+"""`instract-eval run`: models × tasks through one shared encoder per model, to result records.
+
+The order of work, and why:
+
+1. every task spec is resolved and every model created, and each (model, task) pair is checked
+   for the capability the task's engine needs, before anything is decoded: a localizer asked for
+   retrieval fails at once; a task that came in through a group and that a model cannot serve is
+   skipped, and the skip is reported (a task named on its own is an error instead);
+2. one `Encoder` per model serves all its tasks, so a clip or text shared by several tasks is
+   encoded once, and its disk cache (keyed by the model's fingerprint) lets a second or an
+   interrupted run reuse the outputs;
+3. under ``torchrun`` every rank runs the same tasks; the encoder splits the unique inputs over
+   the ranks and gathers them, so all ranks compute the same metrics and rank 0 alone writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from instract_eval.adapters.protocols import CAPABILITIES, capabilities_of, task_frame_spec
+from instract_eval.adapters.registry import create_model, model_fingerprint
+from instract_eval.errors import InputError
+from instract_eval.results import SCHEMA, dataset_fingerprint, describe_metrics, software_versions, write_record
+from instract_eval.tasks.evaluate import CAPABILITY_OF_KIND, evaluate_task
+from instract_eval.tasks.registry import Registry, TaskSpec, require_data
+
+from .cache import OutputCache
+from .distributed import Ranks, ranks_from_environment
+from .encoder import Encoder
+
+__all__ = ["RunOptions", "ModelRequest", "RunReport", "run_evaluation", "pick_device"]
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """A model to evaluate: its registry name and the keyword arguments of its factory."""
+
+    name: str
+    args: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run; the defaults are those of the command line."""
+
+    output: Path | None = Path("results")
+    data_root: Path | None = None
+    batch_size: int = 8
+    workers: int = 0
+    device: str | None = None
+    precision: str = "fp32"
+    limit: int | None = None
+    cache_dir: Path | None = None
+    log_samples: bool = False
+    allow_missing: bool = False
+
+
+@dataclass
+class RunReport:
+    """What a run produced: the records (every rank has them), files written (rank 0) and skips."""
+
+    records: list[dict] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (model, task, why)
+
+
+def pick_device(requested: str | None, local_rank: int = 0) -> torch.device:
+    """The device to run on: ``cuda``/``cuda:N``/``mps``/``cpu``, default the best available.
+
+    Under a launcher each rank takes the GPU of its local rank.
+    """
+    if requested is None:
+        if torch.cuda.is_available():
+            requested = "cuda"
+        elif torch.backends.mps.is_available():
+            requested = "mps"
+        else:
+            requested = "cpu"
+    kind = requested.split(":", 1)[0]
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError("CUDA is not available on this machine; use --device cpu", field="--device")
+        device = torch.device(requested if ":" in requested else f"cuda:{local_rank}")
+        torch.cuda.set_device(device)
+        return device
+    if kind == "mps":
+        if not torch.backends.mps.is_available():
+            raise InputError("MPS is not available on this machine; use --device cpu", field="--device")
+        return torch.device("mps")
+    if requested == "cpu":
+        return torch.device("cpu")
+    raise InputError(f"unknown device '{requested}' (choose cuda, cuda:N, mps or cpu)", field="--device")
+
+
+def run_evaluation(models: Sequence[ModelRequest], task_names: Sequence[str], registry: Registry,
+                   options: RunOptions = RunOptions(), *, progress: Any = None,
+                   environ: Mapping[str, str] = os.environ) -> RunReport:
+    """Evaluate every model on every task; see the module docstring for the order of work."""
+    ranks = ranks_from_environment(environ, device=options.device)
+    device = pick_device(options.device, ranks.local_rank)
+    if options.precision == "fp16" and device.type == "cpu":
+        raise InputError("fp16 autocast needs a GPU; use --precision bf16 or fp32 on the CPU", field="--precision")
+    specs = registry.resolve(task_names)
+    named = {name for name in task_names if name in registry.tasks}
+    loaded = [_load(request, device) for request in models]
+    report = RunReport()
+    plan: list[tuple[ModelRequest, Any, str, list[TaskSpec]]] = []
+    for request, (model, fingerprint) in zip(models, loaded):
+        runnable = []
+        for spec in specs:
+            needed = CAPABILITY_OF_KIND[spec.kind]
+            if isinstance(model, CAPABILITIES[needed]):
+                runnable.append(spec)
+                continue
+            has = ", ".join(capabilities_of(model)) or "none"
+            why = f"needs a {needed.replace('_', ' ')}; {request.name} provides: {has}"
+            if spec.name in named:
+                raise InputError(f"task {spec.name} {why}", field="--model")
+            report.skipped.append((request.name, spec.name, why))
+        plan.append((request, model, fingerprint, runnable))
+    for request, model, fingerprint, runnable in plan:
+        cache = OutputCache(options.cache_dir, fingerprint) if options.cache_dir is not None else None
+        encoder = Encoder(model, batch_size=options.batch_size, num_workers=options.workers,
+                          allow_missing=options.allow_missing, device=device, precision=options.precision,
+                          cache=cache, ranks=ranks, progress=progress)
+        for spec in runnable:
+            record, samples = _evaluate(request, model, fingerprint, spec, encoder, options, ranks, device, environ)
+            report.records.append(record)
+            if ranks.is_main and options.output is not None:
+                report.written.append(write_record(options.output, record, samples if options.log_samples else None))
+        ranks.barrier()
+    return report
+
+
+def _load(request: ModelRequest, device: torch.device) -> tuple[Any, str]:
+    """Create the model, put it on ``device`` in eval mode, and fingerprint it."""
+    model = create_model(request.name, **request.args)
+    if callable(getattr(model, "to", None)):
+        model = model.to(device) or model
+    if callable(getattr(model, "eval", None)):
+        model.eval()
+    return model, model_fingerprint(request.name, request.args, model)
+
+
+def _evaluate(request: ModelRequest, model: Any, fingerprint: str, spec: TaskSpec, encoder: Encoder,
+              options: RunOptions, ranks: Ranks, device: torch.device,
+              environ: Mapping[str, str]) -> tuple[dict, list]:
+    """One (model, task): the engine's result turned into a record and its per-sample log."""
+    encoder.label = spec.name
+    before = Counter(encoder.counts)
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started = time.perf_counter()
+    result = evaluate_task(model, spec, data_root=options.data_root, environ=environ,
+                           allow_missing=options.allow_missing, encoder=encoder, limit=options.limit)
+    wall = time.perf_counter() - started
+    work = dict(Counter(encoder.counts) - before)
+    location = require_data(spec, options.data_root, environ)
+    frame_spec = (dataclasses.asdict(task_frame_spec(model.frame_spec(), spec.protocol))
+                  if callable(getattr(model, "frame_spec", None)) else None)
+    metrics = result["metrics"]
+    record = {
+        "schema": SCHEMA,
+        "model": {"name": request.name, "args": dict(request.args), "fingerprint": fingerprint,
+                  "class": f"{type(model).__module__}.{type(model).__qualname__}",
+                  "capabilities": list(capabilities_of(model))},
+        "task": {"name": spec.name, "kind": spec.kind, "paper": spec.paper, "groups": [],
+                 "hash": spec.spec_hash(), "spec": {"name": spec.name, **spec.raw}, "source": spec.source,
+                 "seed": spec.seed},
+        "dataset": {**dataset_fingerprint(location.files), "root": None if location.root is None else str(location.root),
+                    "coverage": result["coverage"]},
+        "metrics": describe_metrics(metrics, spec.metrics),
+        "details": {key: value for key, value in result.items()
+                    if key not in ("task", "kind", "metrics", "coverage", "samples")},
+        "frame_spec": frame_spec,
+        "ties": {"policy": spec.ties,
+                 "num_tied": {name: value for name, value in metrics.items() if name.endswith("num_tied")}},
+        "run": {"started_at": started_at, "wall_time_s": round(wall, 3), "device": str(device),
+                "precision": options.precision, "batch_size": options.batch_size, "workers": options.workers,
+                "world_size": ranks.world_size, "limit": options.limit, "allow_missing": options.allow_missing,
+                "work": work},
+        "versions": software_versions(),
+    }
+    return record, result.get("samples", [])

@@ -1,0 +1,56 @@
+"""The table `instract-eval run` prints at the end: each task's headline metrics, one column per model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.table import Table
+
+__all__ = ["summary_table", "format_value"]
+
+
+def format_value(value, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    if unit == "count":
+        return str(value)
+    if unit in ("rank", "cost"):
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+def summary_table(records: Sequence[dict], skipped: Sequence[tuple[str, str, str]] = ()) -> Table:
+    """Rows (task, headline metric ↑/↓), columns the models, in the order they ran."""
+    models = list(dict.fromkeys(record["model"]["name"] for record in records))
+    models += [model for model, _, _ in skipped if model not in models]
+    tasks = list(dict.fromkeys([record["task"]["name"] for record in records] + [task for _, task, _ in skipped]))
+    by_pair = {(record["model"]["name"], record["task"]["name"]): record for record in records}
+    why_skipped = {(model, task): why for model, task, why in skipped}
+    table = Table(title="headline metrics (↑ higher is better, ↓ lower is better)")
+    table.add_column("task", no_wrap=True)
+    table.add_column("metric", no_wrap=True)
+    for model in models:
+        table.add_column(model, justify="right")
+    for task in tasks:
+        names = next((list(_headline(record)) for (m, t), record in by_pair.items() if t == task), [None])
+        for name in names:
+            cells = []
+            for model in models:
+                record = by_pair.get((model, task))
+                if record is None:
+                    cells.append("skipped" if (model, task) in why_skipped else "")
+                    continue
+                metric = record["metrics"].get(name)
+                cells.append("" if metric is None else format_value(metric["value"], metric["unit"]))
+            arrow = ""
+            if name is not None:
+                direction = next(r["metrics"][name]["direction"] for (m, t), r in by_pair.items()
+                                 if t == task and name in r["metrics"])
+                arrow = {"higher": " ↑", "lower": " ↓"}.get(direction, "")
+            table.add_row(task, (name or "") + arrow, *cells)
+    return table
+
+
+def _headline(record: dict) -> dict:
+    metrics = record["metrics"]
+    return {name: m for name, m in metrics.items() if m["headline"]} or dict(list(metrics.items())[:3])
