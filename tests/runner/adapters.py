@@ -1,0 +1,71 @@
+"""Adapters with faults, for the runner's tests; created as ``tests.runner.adapters:<factory>``."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from instract_eval.adapters.baselines import RandomModel
+from instract_eval.adapters.protocols import Segment
+
+
+class SlowRandom(RandomModel):
+    """The random model, sleeping ``delay_s`` per video batch: slow enough to be killed midway."""
+
+    def __init__(self, delay_s: float, **kwargs):
+        super().__init__(**kwargs)
+        self.delay_s = delay_s
+
+    def encode_video(self, clips: torch.Tensor) -> torch.Tensor:
+        time.sleep(self.delay_s)
+        return super().encode_video(clips)
+
+
+def slow_random(delay_s: float = 0.2, seed: int = 0) -> SlowRandom:
+    return SlowRandom(delay_s, seed=seed)
+
+
+class NaNForSomeVideos(RandomModel):
+    """The first clip of every batch comes back as NaN."""
+
+    def encode_video(self, clips: torch.Tensor) -> torch.Tensor:
+        out = super().encode_video(clips)
+        out[0] = float("nan")
+        return out
+
+
+def nan_videos() -> NaNForSomeVideos:
+    return NaNForSomeVideos(seed=0)
+
+
+class OutOfMemoryAbove(RandomModel):
+    """Raises `torch.OutOfMemoryError` for batches above ``max_batch`` clips, and counts its calls."""
+
+    def __init__(self, max_batch: int, **kwargs):
+        super().__init__(**kwargs)
+        self.max_batch = max_batch
+        self.batch_sizes: list[int] = []
+
+    def encode_video(self, clips: torch.Tensor) -> torch.Tensor:
+        if len(clips) > self.max_batch:
+            raise torch.OutOfMemoryError(f"CUDA out of memory (test: batch {len(clips)} > {self.max_batch})")
+        self.batch_sizes.append(len(clips))
+        return super().encode_video(clips)
+
+
+def out_of_memory_above(max_batch: int = 2, seed: int = 0) -> OutOfMemoryAbove:
+    return OutOfMemoryAbove(max_batch, seed=seed)
+
+
+class LocalizerOnly:
+    """A localizer and nothing else; records whether anything was decoded for it."""
+
+    name = "localizer-only"
+
+    def localize(self, video, classes, descriptions):
+        return [Segment(0.0, 1.0, classes[0], 0.5)]
+
+
+def localizer_only() -> LocalizerOnly:
+    return LocalizerOnly()

@@ -1,0 +1,199 @@
+"""`run_evaluation` on the tiny synthetic world: invariance, reuse, provenance and the failure modes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from instract_eval.errors import InputError
+from instract_eval.runner.run import ModelRequest, RunOptions, run_evaluation
+from instract_eval.tasks import load_registry
+
+RANDOM = ModelRequest("random", {"seed": 3})
+
+
+def metrics_of(report) -> dict:
+    """task -> metric name -> value, for comparing runs."""
+    return {record["task"]["name"]: {name: m["value"] for name, m in record["metrics"].items()}
+            for record in report.records}
+
+
+def run(world, tmp_path, models=(RANDOM,), tasks=("synth",), **options):
+    options.setdefault("output", tmp_path / "results")
+    return run_evaluation(list(models), list(tasks), load_registry([world / "tasks.yaml"]), RunOptions(**options))
+
+
+@pytest.fixture(scope="module")
+def reference(world, tmp_path_factory):
+    """The random model on the whole synth group, batch size 8, no cache."""
+    return run(world, tmp_path_factory.mktemp("reference"))
+
+
+def test_the_synth_group_runs_every_task_and_writes_one_record_each(reference, world):
+    tasks = load_registry([world / "tasks.yaml"]).groups["synth"]
+    assert [record["task"]["name"] for record in reference.records] == list(tasks)
+    assert len(reference.written) == len(tasks) and all(path.is_file() for path in reference.written)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 32])
+def test_metrics_do_not_depend_on_the_batch_size(reference, world, tmp_path, batch_size):
+    assert metrics_of(run(world, tmp_path, batch_size=batch_size)) == metrics_of(reference)
+
+
+def test_decoding_workers_do_not_change_the_metrics(reference, world, tmp_path):
+    report = run(world, tmp_path, tasks=["synth-aa", "synth-srt"], workers=2)
+    expected = metrics_of(reference)
+    assert metrics_of(report) == {task: expected[task] for task in ("synth-aa", "synth-srt")}
+
+
+def test_each_unique_clip_and_text_is_encoded_once_across_tasks(world, tmp_path):
+    """AA, VR and OR share the clips; VR adds their reversals; OR's captions are AA's."""
+    report = run(world, tmp_path, tasks=["synth-aa", "synth-vr", "synth-or"])
+    work = {record["task"]["name"]: record["run"]["work"] for record in report.records}
+    lines = (world / "actionbench" / "ego4d_test.jsonl").read_text().splitlines()
+    assert work["synth-aa"]["videos_encoded"] == len(lines)
+    assert work["synth-vr"].get("videos_reused") == len(lines)      # the forward clips, from AA
+    assert work["synth-vr"]["videos_encoded"] == len(lines)         # the reversed clips are new
+    assert work["synth-or"].get("videos_encoded", 0) == 0 and work["synth-or"]["videos_reused"] == len(lines)
+    total = sum(w.get("videos_encoded", 0) for w in work.values())
+    assert total == 2 * len(lines)
+
+
+def test_a_second_run_reads_the_cache_and_gets_the_same_numbers(reference, world, tmp_path):
+    first = run(world, tmp_path / "a", cache_dir=tmp_path / "cache")
+    second = run(world, tmp_path / "b", cache_dir=tmp_path / "cache")
+    assert metrics_of(first) == metrics_of(second) == metrics_of(reference)
+    for record in second.records:
+        work = record["run"]["work"]
+        assert work.get("videos_encoded", 0) == work.get("texts_encoded", 0) == work.get("localized", 0) == 0, work
+
+
+def test_a_changed_model_or_frame_spec_never_reads_another_ones_cache(world, tmp_path):
+    cache = tmp_path / "cache"
+    run(world, tmp_path / "a", tasks=["synth-aa"], cache_dir=cache)
+    other_seed = run(world, tmp_path / "b", models=[ModelRequest("random", {"seed": 4})], tasks=["synth-aa"],
+                     cache_dir=cache)
+    assert other_seed.records[0]["run"]["work"].get("videos_reused", 0) == 0
+    other_frames = run(world, tmp_path / "c", models=[ModelRequest("random", {"seed": 3, "frames": 4})],
+                       tasks=["synth-aa"], cache_dir=cache)
+    assert other_frames.records[0]["run"]["work"].get("videos_reused", 0) == 0
+    assert other_seed.records[0]["model"]["fingerprint"] != other_frames.records[0]["model"]["fingerprint"]
+
+
+def test_an_edited_video_is_encoded_again(world, tmp_path):
+    import shutil
+
+    copy = tmp_path / "world"
+    shutil.copytree(world, copy)
+    cache = tmp_path / "cache"
+    run(copy, tmp_path / "a", tasks=["synth-aa"], cache_dir=cache)
+    video = sorted((copy / "videos").iterdir())[0]
+    stat = video.stat()
+    import os
+
+    os.utime(video, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    again = run(copy, tmp_path / "b", tasks=["synth-aa"], cache_dir=cache)
+    work = again.records[0]["run"]["work"]
+    assert work["videos_encoded"] >= 1 and work["videos_reused"] >= 1
+
+
+def test_the_record_carries_provenance_and_the_log_one_line_per_sample(world, tmp_path):
+    report = run(world, tmp_path, tasks=["synth-aa"], log_samples=True)
+    path = report.written[0]
+    assert path == tmp_path / "results" / "random" / "synth-aa.json"
+    record = json.loads(path.read_text())
+    assert record == json.loads(json.dumps(report.records[0]))
+    assert record["schema"] == "instract-eval/result/1"
+    assert record["task"]["hash"] == load_registry([world / "tasks.yaml"]).tasks["synth-aa"].spec_hash()
+    assert len(record["model"]["fingerprint"]) == 64 and record["model"]["args"] == {"seed": 3}
+    assert record["metrics"]["accuracy"]["direction"] == "higher" and record["metrics"]["accuracy"]["headline"]
+    assert record["metrics"]["num_tied"]["unit"] == "count"
+    assert record["ties"]["policy"] == "expected" and "num_tied" in record["ties"]["num_tied"]
+    assert record["frame_spec"]["num_frames"] == 8 and record["frame_spec"]["size"] == 32
+    items = len((world / "actionbench" / "ego4d_test.jsonl").read_text().splitlines())
+    assert record["dataset"]["coverage"]["evaluated"] == items and len(record["dataset"]["sha256"]) == 64
+    assert record["versions"]["torch"] == torch.__version__
+    assert record["run"]["device"] == "cpu" and record["run"]["precision"] == "fp32"
+    assert record["run"]["wall_time_s"] >= 0
+    samples = [json.loads(line) for line in path.with_name("synth-aa.samples.jsonl").read_text().splitlines()]
+    assert len(samples) == items and {"task", "model", "id", "scores", "answer"} <= set(samples[0])
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_the_dataset_fingerprint_changes_with_an_annotation(world, tmp_path):
+    import shutil
+
+    copy = tmp_path / "world"
+    shutil.copytree(world, copy)
+    before = run(copy, tmp_path / "a", tasks=["synth-aa"]).records[0]["dataset"]["sha256"]
+    annotations = copy / "actionbench" / "ego4d_test.jsonl"
+    annotations.write_text(annotations.read_text() + "\n")
+    after = run(copy, tmp_path / "b", tasks=["synth-aa"]).records[0]["dataset"]["sha256"]
+    assert before != after
+
+
+def test_limit_evaluates_the_first_items_and_says_so(world, tmp_path):
+    report = run(world, tmp_path, tasks=["synth-aa", "synth-tal"], limit=2)
+    aa, tal = report.records
+    assert aa["dataset"]["coverage"]["evaluated"] == 2 and aa["run"]["limit"] == 2
+    assert tal["dataset"]["coverage"]["evaluated"] == 2
+
+
+def test_nan_outputs_are_an_error_naming_the_items(world, tmp_path):
+    with pytest.raises(InputError, match=r"NaN or inf video embeddings for 1 item\(s\), e\.g\. ab_\d+@"):
+        run(world, tmp_path, models=[ModelRequest("tests.runner.adapters:nan_videos")], tasks=["synth-aa"])
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_missing_capability_fails_before_anything_is_decoded(world, tmp_path, monkeypatch):
+    import instract_eval.runner.encoder as encoder
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("a clip was decoded")
+
+    monkeypatch.setattr(encoder, "clip_loader", no_decoding)
+    models = [RANDOM, ModelRequest("tests.runner.adapters:localizer_only")]
+    # The first model could run synth-aa, but nothing runs until every pair has been checked.
+    with pytest.raises(InputError, match="task synth-aa needs a dual encoder; .*localizer_only provides: localizer"):
+        run(world, tmp_path, models=models, tasks=["synth-tal", "synth-aa"])  # named on its own: an error
+
+
+def test_group_members_a_model_cannot_serve_are_skipped_with_the_reason(world, tmp_path):
+    report = run(world, tmp_path, models=[ModelRequest("tests.runner.adapters:localizer_only")], tasks=["synth"])
+    assert [record["task"]["name"] for record in report.records] == ["synth-tal", "synth-lap"]
+    skipped = {task: why for _, task, why in report.skipped}
+    assert set(skipped) == {"synth-semantic", "synth-logic", "synth-dynamics", "synth-aa", "synth-vr", "synth-or",
+                            "synth-srt"}
+    assert skipped["synth-aa"].startswith("needs a dual encoder")
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_the_numbers(reference, world, tmp_path):
+    report = run(world, tmp_path, models=[ModelRequest("tests.runner.adapters:out_of_memory_above",
+                                                       {"max_batch": 2, "seed": 3})], tasks=["synth-aa", "synth-srt"],
+                 batch_size=8)
+    expected = metrics_of(reference)
+    assert metrics_of(report) == {task: expected[task] for task in ("synth-aa", "synth-srt")}
+    work = report.records[0]["run"]["work"]
+    assert work["oom_retries"] == 2  # 8 -> 4 -> 2, then 2 for the rest of the run
+    assert report.records[1]["run"]["work"].get("oom_retries", 0) == 0
+
+
+def test_out_of_memory_at_batch_size_one_is_a_clear_error(world, tmp_path):
+    with pytest.raises(InputError, match="out of memory on a single input"):
+        run(world, tmp_path, models=[ModelRequest("tests.runner.adapters:out_of_memory_above", {"max_batch": 0})],
+            tasks=["synth-aa"])
+
+
+def test_fp16_on_the_cpu_and_an_absent_gpu_are_refused(world, tmp_path):
+    with pytest.raises(InputError, match="fp16 autocast needs a GPU"):
+        run(world, tmp_path, tasks=["synth-aa"], device="cpu", precision="fp16")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="CUDA is not available"):
+            run(world, tmp_path, tasks=["synth-aa"], device="cuda")
+
+
+def test_bf16_autocast_runs_on_the_cpu(world, tmp_path):
+    report = run(world, tmp_path, tasks=["synth-aa"], device="cpu", precision="bf16")
+    assert report.records[0]["run"]["precision"] == "bf16"
