@@ -277,8 +277,7 @@ def run(
     task_names = list(task or DEFAULT_TASKS)
     includes = list(include or ())
     registry = load_registry(includes)
-    if any(name.startswith("synth") and name not in registry.tasks and name not in registry.groups
-           for name in task_names):
+    if "synth" not in registry.groups and any(name.startswith("synth") for name in task_names):
         registry = load_registry([*includes, _embedded_world(cache_root, ranks)])
     options = RunOptions(output=output, data_root=data_root, batch_size=batch_size, workers=workers,
                          device=device, precision=precision, limit=limit,

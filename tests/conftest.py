@@ -1,7 +1,13 @@
+import atexit
 import os
+import shutil
+import tempfile
 
 # Tests never reach a model hub: everything they load is made by the tests or shipped in a package.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Nor the user's cache: outputs and the embedded world go to a directory removed at exit.
+os.environ["INSTRACT_EVAL_CACHE"] = tempfile.mkdtemp(prefix="instract-eval-tests-")
+atexit.register(shutil.rmtree, os.environ["INSTRACT_EVAL_CACHE"], ignore_errors=True)
 
 
 import pytest  # noqa: E402

@@ -1,0 +1,56 @@
+"""`instract-eval run` and `list models` from the command line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from instract_eval.cli import main
+
+
+def cli(capsys, *argv) -> tuple[int, str, str]:
+    try:
+        main(list(argv))
+        code = 0
+    except SystemExit as exit:
+        code = exit.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_list_models_shows_the_builtin_adapters(capsys):
+    code, out, _ = cli(capsys, "list", "models")
+    assert code == 0
+    for name in ("random", "null", "synth-bag-of-frames", "synth-temporal"):
+        assert name in out
+
+
+def test_run_prints_the_headline_table_and_writes_records(capsys, world, tmp_path):
+    code, out, err = cli(capsys, "run", "--model", "random", "--model-args", "seed=1", "--include",
+                         str(world / "tasks.yaml"), "--task", "synth-aa", "--task", "synth-dynamics",
+                         "--output", str(tmp_path / "out"), "--no-cache", "--log-samples")
+    assert code == 0, err
+    assert "synth-aa" in out and "accuracy ↑" in out and "mean.R@1 ↑" in out
+    assert "wrote 2 result records" in out and "per-sample logs" in out
+    record = json.loads((tmp_path / "out" / "random" / "synth-aa.json").read_text())
+    assert record["model"]["args"] == {"seed": 1}
+    assert (tmp_path / "out" / "random" / "synth-dynamics.samples.jsonl").is_file()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "randm"], "unknown model 'randm'; did you mean random?"),
+    (["--model", "random", "--model", "null", "--model-args", "seed=1", "--model-args", "dim=2",
+      "--model-args", "dim=3"], "3 --model-args for 2 models"),
+    (["--model", "random", "--model-args", "seed"], "--model-args"),
+    (["--model", "random", "--task", "synth-ab"], "unknown task or group 'synth-ab'"),
+    (["--model", "random", "--batch-size", "0"], "batch size must be at least 1"),
+    (["--model", "random", "--precision", "fp8"], "unknown precision 'fp8'"),
+    (["--model", "random", "--device", "tpu"], "unknown device 'tpu'"),
+    (["--model", "tests.runner.adapters:nan_videos", "--task", "synth-aa"], "NaN or inf video embeddings"),
+])
+def test_bad_input_is_one_line_exit_2_and_no_record(capsys, world, tmp_path, argv, message):
+    code, out, err = cli(capsys, "run", *argv, "--include", str(world / "tasks.yaml"), "--output",
+                         str(tmp_path / "out"), "--no-cache")
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not list(tmp_path.rglob("*.json"))
