@@ -203,9 +203,6 @@ def check(
             line += f"; missing e.g. {report['missing'][0]}"
         typer.echo(line)
 
-DEFAULT_MODELS = ("synth-bag-of-frames", "synth-temporal")
-DEFAULT_TASKS = ("synth",)
-
 
 @app.command("run")
 def run(
@@ -259,56 +256,30 @@ def run(
     from rich.console import Console
 
     from .adapters.registry import parse_model_args
-    from .runner import default_cache_dir, ranks_from_environment
-    from .runner.run import ModelRequest, RunOptions, run_evaluation
+    from .api import DEFAULT_MODELS, DEFAULT_TASKS, evaluate
+    from .runner.run import ModelRequest
     from .runner.summary import summary_table
-    from .tasks import load_registry
 
     names = list(model or DEFAULT_MODELS)
     arguments = [parse_model_args(text) for text in (model_args or [])]
     if len(arguments) > 1 and len(arguments) != len(names):
         raise InputError(f"{len(arguments)} --model-args for {len(names)} models: give one for all, or one "
                          "per --model", field="--model-args")
-    if len(arguments) == 1:
-        arguments = arguments * len(names)
-    requests = [ModelRequest(name, args) for name, args in zip(names, arguments or [{}] * len(names))]
-    cache_root = cache_dir or default_cache_dir()
-    ranks = ranks_from_environment(device=device)
-    task_names = list(task or DEFAULT_TASKS)
-    includes = list(include or ())
-    registry = load_registry(includes)
-    if "synth" not in registry.groups and any(name.startswith("synth") for name in task_names):
-        registry = load_registry([*includes, _embedded_world(cache_root, ranks)])
-    options = RunOptions(output=output, data_root=data_root, batch_size=batch_size, workers=workers,
-                         device=device, precision=precision, limit=limit,
-                         cache_dir=None if no_cache else cache_root / "outputs", log_samples=log_samples,
-                         allow_missing=allow_missing)
+    arguments = arguments * len(names) if len(arguments) == 1 else arguments or [{}] * len(names)
     console = Console(stderr=True)
     with _progress(console) as progress:
-        report = run_evaluation(requests, task_names, registry, options, progress=progress)
-    if not ranks.is_main:
+        report = evaluate([ModelRequest(name, args) for name, args in zip(names, arguments)],
+                          list(task or DEFAULT_TASKS), include=list(include or ()), cache_dir=cache_dir,
+                          use_cache=not no_cache, progress=progress, output=output, data_root=data_root,
+                          batch_size=batch_size, workers=workers, device=device, precision=precision,
+                          limit=limit, log_samples=log_samples, allow_missing=allow_missing)
+    if not report.is_main:
         return
     Console(width=max(100, Console().width)).print(summary_table(report.records, report.skipped))
     for model_name, task_name, why in report.skipped:
         typer.echo(f"skipped {task_name} for {model_name}: it {why}")
     typer.echo(f"wrote {len(report.written)} result records to {output}/"
                + (" with per-sample logs" if log_samples else ""))
-
-
-def _embedded_world(cache_root: Path, ranks) -> Path:
-    """The tasks file of the default synthetic world, generated once into the cache (rank 0)."""
-    from .synth import ensure_world, read_manifest
-
-    world = cache_root / "synth-world"
-    if ranks.is_main:
-        if read_manifest(world) is None:
-            typer.echo(f"generating the synthetic action world in {world} (first run only, a few seconds)",
-                       err=True)
-        manifest = ensure_world(world, seed=0, size="default")
-    ranks.barrier()
-    if not ranks.is_main:
-        manifest = read_manifest(world)
-    return manifest.tasks_file
 
 
 def _progress(console):

@@ -69,6 +69,7 @@ class RunOptions:
 class RunReport:
     """What a run produced: the records (every rank has them), files written (rank 0) and skips."""
 
+    is_main: bool = True  # false on ranks other than 0, which print and write nothing
     records: list[dict] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
     skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (model, task, why)
@@ -113,7 +114,7 @@ def run_evaluation(models: Sequence[ModelRequest], task_names: Sequence[str], re
     specs = registry.resolve(task_names)
     named = {name for name in task_names if name in registry.tasks}
     loaded = [_load(request, device) for request in models]
-    report = RunReport()
+    report = RunReport(is_main=ranks.is_main)
     plan: list[tuple[ModelRequest, Any, str, list[TaskSpec]]] = []
     for request, (model, fingerprint) in zip(models, loaded):
         runnable = []

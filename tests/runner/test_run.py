@@ -197,3 +197,14 @@ def test_fp16_on_the_cpu_and_an_absent_gpu_are_refused(world, tmp_path):
 def test_bf16_autocast_runs_on_the_cpu(world, tmp_path):
     report = run(world, tmp_path, tasks=["synth-aa"], device="cpu", precision="bf16")
     assert report.records[0]["run"]["precision"] == "bf16"
+
+
+def test_the_python_api_runs_like_the_command_line(world, tmp_path, monkeypatch):
+    import instract_eval
+
+    monkeypatch.chdir(tmp_path)
+    report = instract_eval.evaluate([ModelRequest("random", {"seed": 3}), "null"], ["synth-aa"],
+                                    include=[world / "tasks.yaml"], use_cache=False, output=None)
+    assert [record["model"]["name"] for record in report.records] == ["random", "null"]
+    assert report.records[1]["metrics"]["accuracy"]["value"] == 0.5  # zeros tie: exactly chance
+    assert report.written == [] and not list(tmp_path.iterdir())

@@ -1,0 +1,69 @@
+"""The Python API behind `instract-eval run`: ``instract_eval.evaluate(models, tasks, ...)``.
+
+The command line is a thin layer over this function, so a notebook or a training loop gets the
+same run (dedup, cache, ranks, records) as the terminal.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .runner import default_cache_dir, ranks_from_environment
+from .runner.distributed import Ranks
+from .runner.run import ModelRequest, RunOptions, RunReport, run_evaluation
+from .tasks import Registry, load_registry
+
+__all__ = ["evaluate", "task_registry", "DEFAULT_MODELS", "DEFAULT_TASKS"]
+
+DEFAULT_MODELS = ("synth-bag-of-frames", "synth-temporal")
+DEFAULT_TASKS = ("synth",)
+
+
+def evaluate(models: Sequence[str | ModelRequest] = DEFAULT_MODELS, tasks: Sequence[str] = DEFAULT_TASKS, *,
+             include: Sequence[str | os.PathLike] = (), cache_dir: str | os.PathLike | None = None,
+             use_cache: bool = True, progress: Any = None, environ: Mapping[str, str] = os.environ,
+             **options: Any) -> RunReport:
+    """Evaluate ``models`` (names, or `ModelRequest` with factory arguments) on ``tasks`` (task or group names).
+
+    ``options`` are the fields of `RunOptions` (``output``, ``batch_size``, ``workers``, ``device``,
+    ``precision``, ``limit``, ``log_samples``, ``allow_missing``, ``data_root``); ``output=None``
+    writes no files. Outputs are cached under ``cache_dir`` (default `default_cache_dir`) unless
+    ``use_cache`` is false.
+    """
+    requests = [model if isinstance(model, ModelRequest) else ModelRequest(model) for model in models]
+    cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir(environ)
+    ranks = ranks_from_environment(environ, device=options.get("device"))
+    registry = task_registry(tasks, include, cache_root, ranks)
+    run_options = RunOptions(cache_dir=cache_root / "outputs" if use_cache else None, **options)
+    return run_evaluation(requests, list(tasks), registry, run_options, progress=progress, environ=environ)
+
+
+def task_registry(tasks: Sequence[str], include: Sequence[str | os.PathLike], cache_root: Path,
+                  ranks: Ranks) -> Registry:
+    """The packaged tasks, the user's files, and the embedded synthetic world when a synth task is asked for.
+
+    The world joins only when no included file registers a ``synth`` group already (a world the
+    user generated wins). Rank 0 generates it, once per generator version, into the cache.
+    """
+    registry = load_registry(include)
+    if "synth" in registry.groups or not any(name.startswith("synth") for name in tasks):
+        return registry
+    return load_registry([*include, _embedded_world(cache_root, ranks)])
+
+
+def _embedded_world(cache_root: Path, ranks: Ranks) -> Path:
+    import sys
+
+    from .synth import ensure_world, read_manifest
+
+    world = cache_root / "synth-world"
+    if ranks.is_main:
+        if read_manifest(world) is None:
+            print(f"generating the synthetic action world in {world} (first run only, a few seconds)",
+                  file=sys.stderr)
+        ensure_world(world, seed=0, size="default")
+    ranks.barrier()
+    return read_manifest(world).tasks_file
