@@ -125,7 +125,7 @@ def require_capability(model: Any, capability: str, task: str) -> None:
     if capability not in CAPABILITIES:
         raise ValueError(f"unknown capability {capability!r} (one of {', '.join(CAPABILITIES)})")
     if not isinstance(model, CAPABILITIES[capability]):
-        has = ", ".join(capabilities_of(model)) or "none"
+        has = ", ".join(c.replace("_", " ") for c in capabilities_of(model)) or "none"
         name = getattr(model, "name", type(model).__name__)
         raise InputError(f"task {task} needs a {capability.replace('_', ' ')} model; {name} provides: {has}",
                          field="--model")

@@ -123,7 +123,7 @@ def run_evaluation(models: Sequence[ModelRequest], task_names: Sequence[str], re
             if isinstance(model, CAPABILITIES[needed]):
                 runnable.append(spec)
                 continue
-            has = ", ".join(capabilities_of(model)) or "none"
+            has = ", ".join(c.replace("_", " ") for c in capabilities_of(model)) or "none"
             why = f"needs a {needed.replace('_', ' ')}; {request.name} provides: {has}"
             if spec.name in named:
                 raise InputError(f"task {spec.name} {why}", field="--model")

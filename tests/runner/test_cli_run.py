@@ -54,3 +54,21 @@ def test_bad_input_is_one_line_exit_2_and_no_record(capsys, world, tmp_path, arg
                          str(tmp_path / "out"), "--no-cache")
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not list(tmp_path.rglob("*.json"))
+
+
+@pytest.mark.slow
+def test_run_with_no_arguments_compares_the_two_synth_models(capsys, tmp_path, monkeypatch):
+    """The README's first command: the embedded world, both models, the synth group, the table."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(capsys, "run")
+    assert code == 0, err
+    assert "synth-bag-of-frames" in out and "synth-temporal" in out and "wrote 14 result records to results/" in out
+    assert "skipped synth-tal for synth-temporal: it needs a localizer" in out
+    values = {}
+    for path in (tmp_path / "results").glob("*/*.json"):
+        record = json.loads(path.read_text())
+        values[record["model"]["name"], record["task"]["name"]] = record["metrics"]["accuracy"]["value"] \
+            if "accuracy" in record["metrics"] else None
+    # The picture the two models exist to show (margins asserted in tests/adapters/test_synth_models.py).
+    assert values["synth-bag-of-frames", "synth-vr"] == 0.5
+    assert values["synth-temporal", "synth-vr"] > 0.7 and values["synth-bag-of-frames", "synth-or"] > 0.8

@@ -256,7 +256,7 @@ def test_a_model_without_token_encoding_fails_before_decoding(tmp_path):
             raise AssertionError("nothing may be encoded")
 
     items = [AlignmentItem(ClipRequest(str(tmp_path / "never-opened.mp4")), ("a", "b"), "x")]
-    with pytest.raises(InputError, match="needs a token encoder model; dual-only provides: dual_encoder"):
+    with pytest.raises(InputError, match="needs a token encoder model; dual-only provides: dual encoder"):
         evaluate_alignment(DualEncoder(), items, task="probe", protocol={})
 
 
