@@ -34,7 +34,7 @@ import math
 import os
 import re
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -48,6 +48,9 @@ from torch import nn
 from instract_eval.adapters.registry import register_model
 from instract_eval.errors import InputError
 from instract_eval.media import FrameSpec
+
+from .protocols import Segment
+from .sliding_window import sliding_window_localize
 
 __all__ = [
     "BAG_OF_FRAMES",
@@ -396,6 +399,15 @@ class SynthDualEncoder(nn.Module):
         else:
             encoded = self.net.encode_text(self.tokenizer, texts)
         return F.normalize(encoded.float(), dim=-1)
+
+    def localize(self, video: str, classes: Sequence[str], descriptions: Mapping[str, str] | None) -> list[Segment]:
+        """Zero-shot localization by sliding windows scored against the class names.
+
+        The names, not the descriptions: the models' vocabulary is that of the world's captions,
+        and a description's prose is mostly out of it. The answer is therefore the same whatever
+        descriptions are given, and LAP is 0 by construction: a vision-and-name localizer.
+        """
+        return sliding_window_localize(self, video, {name: name for name in classes})
 
     def _device(self) -> torch.device:
         return next(self.parameters()).device
