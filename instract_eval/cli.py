@@ -43,6 +43,16 @@ Ties = Annotated[
                                 "optimistic or pessimistic."),
 ]
 Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on error.")]
+Include = Annotated[
+    Optional[list[Path]],
+    typer.Option("--include", help="Also read tasks and groups from this registry file (same schema as "
+                                   "tasks.yaml); repeatable."),
+]
+DataRoot = Annotated[
+    Optional[Path],
+    typer.Option("--data-root", help="Directory the tasks' relative data paths start from "
+                                     "(default: $INSTRACT_EVAL_DATA_ROOT)."),
+]
 
 
 def _version(value: bool) -> None:
@@ -144,12 +154,8 @@ def score_classification(
 
 @list_app.command("tasks")
 def list_tasks(
-    include: Annotated[Optional[list[Path]], typer.Option(
-        "--include", help="Also read tasks and groups from this registry file (same schema as tasks.yaml); "
-        "repeatable.")] = None,
-    data_root: Annotated[Optional[Path], typer.Option(
-        "--data-root", help="Directory the tasks' relative data paths start from "
-        "(default: $INSTRACT_EVAL_DATA_ROOT).")] = None,
+    include: Include = None,
+    data_root: DataRoot = None,
     debug: Debug = False,
 ) -> None:
     """Every registered task: its kind, paper, groups, and whether its data is present."""
@@ -182,11 +188,8 @@ def list_tasks(
 @app.command("check")
 def check(
     task: Annotated[list[str], typer.Argument(help="Task or group names (see `instract-eval list tasks`).")],
-    include: Annotated[Optional[list[Path]], typer.Option(
-        "--include", help="Also read tasks and groups from this registry file; repeatable.")] = None,
-    data_root: Annotated[Optional[Path], typer.Option(
-        "--data-root", help="Directory the tasks' relative data paths start from "
-        "(default: $INSTRACT_EVAL_DATA_ROOT).")] = None,
+    include: Include = None,
+    data_root: DataRoot = None,
     allow_missing: Annotated[bool, typer.Option(
         "--allow-missing", help="Report missing videos instead of failing (an evaluation then covers the "
         "present ones and records its coverage).")] = False,
@@ -215,11 +218,8 @@ def run(
     model_args: Annotated[Optional[list[str]], typer.Option(
         "--model-args", help="key=value,... for the model's factory; one for all models, or one per "
         "--model in the same order.")] = None,
-    include: Annotated[Optional[list[Path]], typer.Option(
-        "--include", help="Also read tasks and groups from this registry file; repeatable.")] = None,
-    data_root: Annotated[Optional[Path], typer.Option(
-        "--data-root", help="Directory the tasks' relative data paths start from "
-        "(default: $INSTRACT_EVAL_DATA_ROOT).")] = None,
+    include: Include = None,
+    data_root: DataRoot = None,
     output: Annotated[Path, typer.Option(
         "--output", "-o", help="Directory for the result records: OUTPUT/MODEL/TASK.json.",
         file_okay=False)] = Path("results"),
@@ -240,8 +240,8 @@ def run(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write cached "
                                            "outputs.")] = False,
     log_samples: Annotated[bool, typer.Option(
-        "--log-samples", help="Also write OUTPUT/MODEL/TASK.samples.jsonl: per-sample scores, ranks and "
-        "predictions (what `regress` pairs).")] = False,
+        "--log-samples", help="Also write OUTPUT/MODEL/TASK.samples.jsonl: per-sample ids with their scores, "
+        "ranks or predictions, for paired comparisons of two runs.")] = False,
     allow_missing: Annotated[bool, typer.Option(
         "--allow-missing", help="Evaluate the videos that are present instead of failing on a missing "
         "one; the record's coverage says what was left out.")] = False,
@@ -249,9 +249,9 @@ def run(
 ) -> None:
     """Evaluate models on tasks: batched, deduplicated across tasks, cached, resumable, distributed.
 
-    With no arguments it evaluates the two small models trained on the synthetic action world
-    on its synth group and prints their comparison. Under `torchrun --nproc-per-node N -m
-    instract_eval run ...` the unique inputs are split over the ranks and rank 0 writes.
+    With no arguments it evaluates the two small models trained on the synthetic action world on its synth group and prints their comparison.
+
+    Under `torchrun --nproc-per-node N -m instract_eval run ...` the unique inputs are split over the ranks and rank 0 writes.
     """
     from rich.console import Console
 
