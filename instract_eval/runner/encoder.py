@@ -60,8 +60,9 @@ class Encoder:
 
     ``counts`` records the work done, for result records and benchmarks: ``videos_encoded`` (unique
     requests that went through the model), ``clips_encoded``, ``texts_encoded``, ``videos_reused``
-    and ``texts_reused`` (served from memory or disk), ``localized`` and ``localized_reused``,
-    ``forward_passes`` (model calls on this rank) and ``oom_retries``.
+    and ``texts_reused`` (served from memory or disk), ``localized`` and ``localized_reused``: these
+    count the whole job, over all ranks. ``clips_encoded``, ``forward_passes`` (model calls) and
+    ``oom_retries`` count this rank's own work.
     """
 
     def __init__(self, model: Any, *, batch_size: int = 8, num_workers: int = 0, allow_missing: bool = False,
@@ -207,13 +208,13 @@ class Encoder:
             result = compute(share) if share else result
         except InputError as caught:
             error = caught
-        gathered = self.ranks.gather((result, error, self.counts["oom_retries"]))
-        errors = [e for _, e, _ in gathered if e is not None]
+        gathered = self.ranks.gather((result, error))
+        errors = [e for _, e in gathered if e is not None]
         if errors:
             raise errors[0]
         computed: dict[str, Any] = {}
         failures: list[Any] = []
-        for part, _, _ in gathered:
+        for part, _ in gathered:
             computed.update(part["outputs"])
             failures.extend(part["failures"])
         stored.update(computed)

@@ -136,6 +136,7 @@ def run_evaluation(models: Sequence[ModelRequest], task_names: Sequence[str], re
                           cache=cache, ranks=ranks, progress=progress)
         for spec in runnable:
             record, samples = _evaluate(request, model, fingerprint, spec, encoder, options, ranks, device, environ)
+            record["task"]["groups"] = registry.groups_of(spec.name)
             report.records.append(record)
             if ranks.is_main and options.output is not None:
                 report.written.append(write_record(options.output, record, samples if options.log_samples else None))
@@ -174,7 +175,7 @@ def _evaluate(request: ModelRequest, model: Any, fingerprint: str, spec: TaskSpe
         "model": {"name": request.name, "args": dict(request.args), "fingerprint": fingerprint,
                   "class": f"{type(model).__module__}.{type(model).__qualname__}",
                   "capabilities": list(capabilities_of(model))},
-        "task": {"name": spec.name, "kind": spec.kind, "paper": spec.paper, "groups": [],
+        "task": {"name": spec.name, "kind": spec.kind, "paper": spec.paper,
                  "hash": spec.spec_hash(), "spec": {"name": spec.name, **spec.raw}, "source": spec.source,
                  "seed": spec.seed},
         "dataset": {**dataset_fingerprint(location.files), "root": None if location.root is None else str(location.root),

@@ -106,6 +106,7 @@ def test_the_record_carries_provenance_and_the_log_one_line_per_sample(world, tm
     record = json.loads(path.read_text())
     assert record == json.loads(json.dumps(report.records[0]))
     assert record["schema"] == "instract-eval/result/1"
+    assert record["task"]["groups"] == ["synth"] and record["task"]["kind"] == "mcq"
     assert record["task"]["hash"] == load_registry([world / "tasks.yaml"]).tasks["synth-aa"].spec_hash()
     assert len(record["model"]["fingerprint"]) == 64 and record["model"]["args"] == {"seed": 3}
     assert record["metrics"]["accuracy"]["direction"] == "higher" and record["metrics"]["accuracy"]["headline"]
