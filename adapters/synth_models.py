@@ -581,14 +581,14 @@ def parameter_count(net: nn.Module) -> int:
 
 
 @register_model(BAG_OF_FRAMES, description="order-blind dual encoder (mean-pooled frames, bag of words) "
-                                           "trained on the synthetic action world")
+                                           "trained on the synthetic action world; localizes by sliding windows")
 def synth_bag_of_frames(weights: str | None = None) -> SynthDualEncoder:
     """The order-blind synthetic-world encoder: packaged weights, or those at ``weights``."""
     return load_synth_model(weights, name=BAG_OF_FRAMES)
 
 
 @register_model(TEMPORAL, description="order-aware dual encoder (temporal transformer, positional text) "
-                                      "trained on the synthetic action world")
+                                      "trained on the synthetic action world; localizes by sliding windows")
 def synth_temporal(weights: str | None = None) -> SynthDualEncoder:
     """The order-aware synthetic-world encoder: packaged weights, or those at ``weights``."""
     return load_synth_model(weights, name=TEMPORAL)
