@@ -51,14 +51,6 @@ class Ranks:
         dist.all_gather_object(gathered, value)
         return gathered
 
-    def agree(self, value: Any) -> Any:
-        """Rank 0's ``value`` on every rank (so that a decision taken on rank 0 binds them all)."""
-        if not self.distributed:
-            return value
-        box = [value]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
-
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()

@@ -58,11 +58,11 @@ class EncodedVideos:
 class Encoder:
     """Outputs of ``model`` for the engines; see the module docstring.
 
-    ``counts`` records the work done, for result records and benchmarks: ``videos_encoded`` (unique
-    requests that went through the model), ``clips_encoded``, ``texts_encoded``, ``videos_reused``
-    and ``texts_reused`` (served from memory or disk), ``localized`` and ``localized_reused``: these
-    count the whole job, over all ranks. ``clips_encoded``, ``forward_passes`` (model calls) and
-    ``oom_retries`` count this rank's own work.
+    ``counts`` records the work done, for result records and benchmarks. Over the whole job (all
+    ranks): ``videos_encoded`` (unique requests that went through the model), ``texts_encoded``,
+    ``videos_reused`` and ``texts_reused`` (served from memory or disk), ``localized`` and
+    ``localized_reused``. This rank's own work: ``clips_encoded`` (a request of K temporal clips
+    is K clips), ``forward_passes`` (model calls) and ``oom_retries``.
     """
 
     def __init__(self, model: Any, *, batch_size: int = 8, num_workers: int = 0, allow_missing: bool = False,
@@ -100,15 +100,15 @@ class Encoder:
         """
         unique = {request.key(): request for request in requests}
         identity = {key: _file_identity(request) for key, request in unique.items()}
-        namespace = {"output": method, "frame_spec": spec.key()}
+        namespace = self._namespace(method, frame_spec=spec.key())
         stored = self._stored(namespace)
-        todo = sorted(key for key in unique if identity[key] not in stored)
+        todo = self._agreed_todo(key for key in unique if identity[key] not in stored)
         self.counts["videos_reused"] += len(unique) - len(todo)
 
         def encode_share(share: list[str]) -> dict[str, Any]:
             return self._encode_clips([unique[key] for key in share], spec, method, namespace, identity)
 
-        computed, failures = self._compute_shared(todo, encode_share, stored)
+        failures = self._compute_shared(todo, encode_share, stored)
         self.counts["videos_encoded"] += len(todo) - len(failures)
         if failures and not self.allow_missing:
             first = min(failures, key=lambda failure: failure.key)
@@ -124,9 +124,9 @@ class Encoder:
     def texts(self, texts: Iterable[str]) -> dict[str, np.ndarray]:
         """``model.encode_text`` of each unique text."""
         unique = list(dict.fromkeys(texts))
-        namespace = {"output": "encode_text"}
+        namespace = self._namespace("encode_text")
         stored = self._stored(namespace)
-        todo = sorted(text for text in unique if text not in stored)
+        todo = self._agreed_todo(text for text in unique if text not in stored)
         self.counts["texts_reused"] += len(unique) - len(todo)
 
         def encode_share(share: list[str]) -> dict[str, Any]:
@@ -154,9 +154,9 @@ class Encoder:
         """
         paths = {name: Path(path) for name, path in videos}
         identity = {name: f"{name}|{_stat(path)}" for name, path in paths.items()}
-        namespace = {"output": "localize", "classes": list(classes), "descriptions": descriptions}
+        namespace = self._namespace("localize", classes=list(classes), descriptions=descriptions)
         stored = self._stored(namespace)
-        todo = sorted(name for name in paths if identity[name] not in stored)
+        todo = self._agreed_todo(name for name in paths if identity[name] not in stored)
         self.counts["localized_reused"] += len(paths) - len(todo)
 
         def localize_share(share: list[str]) -> dict[str, Any]:
@@ -175,6 +175,22 @@ class Encoder:
         return [stored[identity[name]] for name, _ in videos]
 
     # -- shared machinery ----------------------------------------------------------------------
+
+    def _namespace(self, output: str, **identity: Any) -> dict[str, Any]:
+        """What, besides the model, fixes an output: its kind, the precision and device type it was
+        computed in (bf16 and fp32 embeddings differ), and the frame spec or class list."""
+        return {"output": output, "precision": self.precision, "device": self.device.type, **identity}
+
+    def _agreed_todo(self, missing: Iterable[str]) -> list[str]:
+        """The keys to compute, sorted and the same on every rank: the union of what each one lacks.
+
+        Ranks can see different caches (one read the directory after another wrote to it, or
+        each node has its own), and splitting two different lists would drop items silently.
+        """
+        todo = set(missing)
+        if self.ranks.distributed:
+            todo = set().union(*self.ranks.gather(sorted(todo)))
+        return sorted(todo)
 
     def _stored(self, namespace: Mapping[str, Any]) -> dict[str, Any]:
         """The outputs of ``namespace`` known so far: read from disk the first time it is used."""
@@ -195,30 +211,36 @@ class Encoder:
             self._stored(namespace).update(outputs)
 
     def _compute_shared(self, todo: list[str], compute: Callable[[list[str]], dict[str, Any]],
-                        stored: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
-        """Run ``compute`` on this rank's share of ``todo`` and merge every rank's outputs into ``stored``.
+                        stored: dict[str, Any]) -> list[Any]:
+        """Run ``compute`` on this rank's share of ``todo``, merge every rank's outputs into ``stored``,
+        and return every rank's failures (videos that could not be decoded).
 
-        An `InputError` on any rank (a NaN, a broken file) is raised on every rank after the
-        gather, so no rank waits forever for one that failed.
+        An exception on any rank (a NaN, a broken file, a bug in the adapter) is raised on every
+        rank after the gather, so no rank waits forever for one that failed.
         """
         share = self.ranks.shard(todo)
-        error: InputError | None = None
+        error: Exception | None = None
         result: dict[str, Any] = {"outputs": {}, "failures": []}
         try:
             result = compute(share) if share else result
-        except InputError as caught:
+        except Exception as caught:  # raised below, on every rank
+            if not self.ranks.distributed:
+                raise
             error = caught
-        gathered = self.ranks.gather((result, error))
+        # Other ranks get the error as a picklable copy; this rank re-raises its own, traceback included.
+        shared = error if error is None or isinstance(error, InputError) else RuntimeError(
+            f"rank {self.ranks.rank} failed: {type(error).__name__}: {error}")
+        gathered = self.ranks.gather((result, shared))
+        if error is not None:
+            raise error
         errors = [e for _, e in gathered if e is not None]
         if errors:
             raise errors[0]
-        computed: dict[str, Any] = {}
         failures: list[Any] = []
         for part, _ in gathered:
-            computed.update(part["outputs"])
+            stored.update(part["outputs"])
             failures.extend(part["failures"])
-        stored.update(computed)
-        return computed, failures
+        return failures
 
     def _encode_clips(self, requests: list[ClipRequest], spec: FrameSpec, method: str,
                       namespace: Mapping[str, Any], identity: Mapping[str, str]) -> dict[str, Any]:

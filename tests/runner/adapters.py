@@ -69,3 +69,19 @@ class LocalizerOnly:
 
 def localizer_only() -> LocalizerOnly:
     return LocalizerOnly()
+
+
+class LateRank(RandomModel):
+    """The random model, slow to start on rank 1: rank 0 fills the cache before rank 1 reads it."""
+
+    def frame_spec(self):
+        import os
+
+        if os.environ.get("RANK") == "1" and not getattr(self, "_waited", False):
+            time.sleep(2.0)
+            self._waited = True
+        return super().frame_spec()
+
+
+def late_rank(seed: int = 0) -> LateRank:
+    return LateRank(seed=seed)

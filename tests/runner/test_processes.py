@@ -81,3 +81,20 @@ def test_a_run_killed_midway_resumes_from_the_cache_with_the_same_numbers(world,
     work = semantic["run"]["work"]
     assert work["videos_reused"] >= 4 and work["videos_encoded"] == items - work["videos_reused"]
     assert records(tmp_path / "out") == single_process(world, tmp_path, ModelRequest("random", {"seed": 0}), tasks)
+
+
+def test_ranks_that_see_different_caches_still_split_the_same_work(world, tmp_path):
+    """Rank 1 starts late and finds shards rank 0 already wrote; the split must not drop items."""
+    tasks = ["synth-aa", "synth-semantic"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "instract_eval", "run", "--model", "tests.runner.adapters:late_rank",
+               "--include", str(world / "tasks.yaml"), "--output", str(tmp_path / "ranks"),
+               "--cache-dir", str(tmp_path / "cache"), "--device", "cpu", "--batch-size", "1"]
+    for task in tasks:
+        command += ["--task", task]
+    done = subprocess.run(command, cwd=REPO, env=environment(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for path in (tmp_path / "ranks").glob("*/*.json"):
+        coverage = json.loads(path.read_text())["dataset"]["coverage"]
+        assert coverage["evaluated"] == coverage["total"], (path.name, coverage)
+    assert records(tmp_path / "ranks") == single_process(world, tmp_path, ModelRequest("random", {"seed": 0}), tasks)
