@@ -167,13 +167,19 @@ def to_json(value: Any) -> Any:
 def write_record(output: Path, record: Mapping[str, Any], samples: Sequence[Mapping[str, Any]] | None) -> Path:
     """Write the record (and the per-sample log when ``samples`` is given); returns the record's path.
 
-    The log is written first, so a record on disk always has its log complete beside it.
+    Files are named by the model's ``label`` (its name, or name@fingerprint when one run has the
+    same model twice with different arguments). The log is written first, so a record on disk
+    always has its complete log beside it; a record written without one removes an older log, which
+    would belong to another run.
     """
-    model, task = record["model"]["name"], record["task"]["name"]
+    model, task = record["model"].get("label", record["model"]["name"]), record["task"]["name"]
     path = record_path(output, model, task)
     path.parent.mkdir(parents=True, exist_ok=True)
+    log = samples_path(output, model, task)
     if samples is not None:
         lines = (json.dumps(to_json({"task": task, "model": model, **sample}), allow_nan=False) for sample in samples)
-        write_atomic(samples_path(output, model, task), "".join(line + "\n" for line in lines))
+        write_atomic(log, "".join(line + "\n" for line in lines))
+    else:
+        log.unlink(missing_ok=True)
     write_atomic(path, json.dumps(to_json(record), indent=2, allow_nan=False) + "\n")
     return path

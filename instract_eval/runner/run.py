@@ -111,47 +111,102 @@ def run_evaluation(models: Sequence[ModelRequest], task_names: Sequence[str], re
     device = pick_device(options.device, ranks.local_rank)
     if options.precision == "fp16" and device.type == "cpu":
         raise InputError("fp16 autocast needs a GPU; use --precision bf16 or fp32 on the CPU", field="--precision")
+    for directory, flag in ((options.output, "--output"), (options.cache_dir, "--cache-dir")):
+        _require_directory(directory, flag)
     specs = registry.resolve(task_names)
     named = {name for name in task_names if name in registry.tasks}
-    loaded = [_load(request, device) for request in models]
     report = RunReport(is_main=ranks.is_main)
-    plan: list[tuple[ModelRequest, Any, str, list[TaskSpec]]] = []
-    for request, (model, fingerprint) in zip(models, loaded):
-        runnable = []
-        for spec in specs:
-            needed = CAPABILITY_OF_KIND[spec.kind]
-            if isinstance(model, CAPABILITIES[needed]):
-                runnable.append(spec)
-                continue
-            has = ", ".join(c.replace("_", " ") for c in capabilities_of(model)) or "none"
-            why = f"needs a {needed.replace('_', ' ')}; {request.name} provides: {has}"
-            if spec.name in named:
-                raise InputError(f"task {spec.name} {why}", field="--model")
-            report.skipped.append((request.name, spec.name, why))
-        plan.append((request, model, fingerprint, runnable))
-    for request, model, fingerprint, runnable in plan:
+    plan: list[Any] = []
+    for request in models:  # created (not yet moved to the device) and checked before any decoding
+        model = create_model(request.name, **request.args)
+        plan.append((request, model, model_fingerprint(request.name, request.args, model),
+                     _runnable(request, model, specs, named, report.skipped)))
+    names = Counter(request.name for request in models)
+    shared = _SharedProvenance(options, environ)
+    for index, (request, model, fingerprint, runnable) in enumerate(plan):
+        label = request.name if names[request.name] == 1 else f"{request.name}@{fingerprint[:8]}"
+        model = _to_device(model, device)
         cache = OutputCache(options.cache_dir, fingerprint) if options.cache_dir is not None else None
         encoder = Encoder(model, batch_size=options.batch_size, num_workers=options.workers,
                           allow_missing=options.allow_missing, device=device, precision=options.precision,
                           cache=cache, ranks=ranks, progress=progress)
         for spec in runnable:
             record, samples = _evaluate(request, model, fingerprint, spec, encoder, options, ranks, device, environ)
+            record["model"]["label"] = label
             record["task"]["groups"] = registry.groups_of(spec.name)
+            record["dataset"].update(shared.dataset(spec))
+            record["versions"] = shared.versions
             report.records.append(record)
             if ranks.is_main and options.output is not None:
                 report.written.append(write_record(options.output, record, samples if options.log_samples else None))
+        plan[index] = None  # one model on the device at a time
+        del model, encoder
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
         ranks.barrier()
     return report
 
 
-def _load(request: ModelRequest, device: torch.device) -> tuple[Any, str]:
-    """Create the model, put it on ``device`` in eval mode, and fingerprint it."""
-    model = create_model(request.name, **request.args)
+def _require_directory(directory: Path | None, flag: str) -> None:
+    """Fail now, in one line, if ``directory`` could not be created later (a file stands in the way).
+
+    Nothing is created here: a run that fails before its first record leaves nothing behind.
+    """
+    if directory is None:
+        return
+    path = Path(directory)
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                raise InputError(f"{candidate} is a file, so the directory cannot be created", path=directory,
+                                 field=flag)
+            if not os.access(candidate, os.W_OK):
+                raise InputError(f"{candidate} is not writable", path=directory, field=flag)
+            return
+
+
+def _runnable(request: ModelRequest, model: Any, specs: Sequence[TaskSpec], named: set[str],
+              skipped: list[tuple[str, str, str]]) -> list[TaskSpec]:
+    """The tasks ``model`` can serve; a task named on its own that it cannot serve is an error."""
+    runnable = []
+    for spec in specs:
+        needed = CAPABILITY_OF_KIND[spec.kind]
+        if isinstance(model, CAPABILITIES[needed]):
+            runnable.append(spec)
+            continue
+        has = ", ".join(c.replace("_", " ") for c in capabilities_of(model)) or "none"
+        why = f"needs a {needed.replace('_', ' ')}; {request.name} provides: {has}"
+        if spec.name in named:
+            raise InputError(f"task {spec.name} {why}", field="--model")
+        skipped.append((request.name, spec.name, why))
+    return runnable
+
+
+def _to_device(model: Any, device: torch.device) -> Any:
+    """The model on ``device`` in eval mode, for adapters that have ``to``/``eval`` (torch modules)."""
     if callable(getattr(model, "to", None)):
         model = model.to(device) or model
     if callable(getattr(model, "eval", None)):
         model.eval()
-    return model, model_fingerprint(request.name, request.args, model)
+    return model
+
+
+class _SharedProvenance:
+    """What every record of a run shares, computed once: versions, and each task's dataset fingerprint."""
+
+    def __init__(self, options: RunOptions, environ: Mapping[str, str]):
+        self.options = options
+        self.environ = environ
+        self.versions = software_versions()
+        self._datasets: dict[str, dict] = {}
+
+    def dataset(self, spec: TaskSpec) -> dict:
+        if spec.name not in self._datasets:
+            location = require_data(spec, self.options.data_root, self.environ)
+            self._datasets[spec.name] = {
+                **dataset_fingerprint(location.files),
+                "root": None if location.root is None else str(location.root)}
+        return self._datasets[spec.name]
 
 
 def _evaluate(request: ModelRequest, model: Any, fingerprint: str, spec: TaskSpec, encoder: Encoder,
@@ -166,10 +221,9 @@ def _evaluate(request: ModelRequest, model: Any, fingerprint: str, spec: TaskSpe
                            allow_missing=options.allow_missing, encoder=encoder, limit=options.limit)
     wall = time.perf_counter() - started
     work = dict(Counter(encoder.counts) - before)
-    location = require_data(spec, options.data_root, environ)
     frame_spec = (dataclasses.asdict(task_frame_spec(model.frame_spec(), spec.protocol))
                   if callable(getattr(model, "frame_spec", None)) else None)
-    metrics = result["metrics"]
+    described = describe_metrics(result["metrics"], spec.metrics)
     record = {
         "schema": SCHEMA,
         "model": {"name": request.name, "args": dict(request.args), "fingerprint": fingerprint,
@@ -178,18 +232,16 @@ def _evaluate(request: ModelRequest, model: Any, fingerprint: str, spec: TaskSpe
         "task": {"name": spec.name, "kind": spec.kind, "paper": spec.paper,
                  "hash": spec.spec_hash(), "spec": {"name": spec.name, **spec.raw}, "source": spec.source,
                  "seed": spec.seed},
-        "dataset": {**dataset_fingerprint(location.files), "root": None if location.root is None else str(location.root),
-                    "coverage": result["coverage"]},
-        "metrics": describe_metrics(metrics, spec.metrics),
+        "dataset": {"coverage": result["coverage"]},
+        "metrics": described,
         "details": {key: value for key, value in result.items()
                     if key not in ("task", "kind", "metrics", "coverage", "samples")},
         "frame_spec": frame_spec,
         "ties": {"policy": spec.ties,
-                 "num_tied": {name: value for name, value in metrics.items() if name.endswith("num_tied")}},
+                 "num_tied": {name: m["value"] for name, m in described.items() if name.endswith("num_tied")}},
         "run": {"started_at": started_at, "wall_time_s": round(wall, 3), "device": str(device),
                 "precision": options.precision, "batch_size": options.batch_size, "workers": options.workers,
                 "world_size": ranks.world_size, "limit": options.limit, "allow_missing": options.allow_missing,
                 "work": work},
-        "versions": software_versions(),
     }
     return record, result.get("samples", [])

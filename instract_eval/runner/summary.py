@@ -21,10 +21,10 @@ def format_value(value, unit: str) -> str:
 
 def summary_table(records: Sequence[dict], skipped: Sequence[tuple[str, str, str]] = ()) -> Table:
     """Rows (task, headline metric ↑/↓), columns the models, in the order they ran."""
-    models = list(dict.fromkeys(record["model"]["name"] for record in records))
+    models = list(dict.fromkeys(_label(record) for record in records))
     models += [model for model, _, _ in skipped if model not in models]
     tasks = list(dict.fromkeys([record["task"]["name"] for record in records] + [task for _, task, _ in skipped]))
-    by_pair = {(record["model"]["name"], record["task"]["name"]): record for record in records}
+    by_pair = {(_label(record), record["task"]["name"]): record for record in records}
     why_skipped = {(model, task): why for model, task, why in skipped}
     table = Table(title="headline metrics (↑ higher is better, ↓ lower is better)")
     table.add_column("task", no_wrap=True)
@@ -49,6 +49,10 @@ def summary_table(records: Sequence[dict], skipped: Sequence[tuple[str, str, str
                 arrow = {"higher": " ↑", "lower": " ↓"}.get(direction, "")
             table.add_row(task, (name or "") + arrow, *cells)
     return table
+
+
+def _label(record: dict) -> str:
+    return record["model"].get("label", record["model"]["name"])
 
 
 def _headline(record: dict) -> dict:

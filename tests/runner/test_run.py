@@ -195,9 +195,45 @@ def test_fp16_on_the_cpu_and_an_absent_gpu_are_refused(world, tmp_path):
             run(world, tmp_path, tasks=["synth-aa"], device="cuda")
 
 
-def test_bf16_autocast_runs_on_the_cpu(world, tmp_path):
-    report = run(world, tmp_path, tasks=["synth-aa"], device="cpu", precision="bf16")
-    assert report.records[0]["run"]["precision"] == "bf16"
+def test_bf16_autocast_runs_on_the_cpu_and_is_cached_apart_from_fp32(world, tmp_path):
+    model, cache = [ModelRequest("synth-temporal")], tmp_path / "cache"
+    fp32 = run(world, tmp_path / "a", models=model, tasks=["synth-aa"], device="cpu", cache_dir=cache).records[0]
+    bf16 = run(world, tmp_path / "b", models=model, tasks=["synth-aa"], device="cpu", precision="bf16",
+               cache_dir=cache).records[0]
+    assert bf16["run"]["precision"] == "bf16" and bf16["run"]["work"].get("videos_reused", 0) == 0
+    assert abs(bf16["metrics"]["accuracy"]["value"] - fp32["metrics"]["accuracy"]["value"]) <= 1 / 3
+
+
+def test_one_model_with_two_argument_sets_gets_two_labels_and_two_files(world, tmp_path):
+    report = run(world, tmp_path, models=[ModelRequest("random", {"seed": 1}), ModelRequest("random", {"seed": 2})],
+                 tasks=["synth-aa"])
+    labels = [record["model"]["label"] for record in report.records]
+    assert labels[0] != labels[1] and all(label.startswith("random@") for label in labels)
+    assert len(set(report.written)) == 2 and all(path.is_file() for path in report.written)
+
+
+def test_retrieval_tie_counts_reach_the_record(world, tmp_path):
+    record = run(world, tmp_path, models=[ModelRequest("null")], tasks=["synth-dynamics"]).records[0]
+    assert record["ties"]["num_tied"]["t2v.num_tied"] > 0 and "v2t.num_tied" in record["ties"]["num_tied"]
+
+
+def test_an_output_path_under_a_file_fails_before_any_work(world, tmp_path, monkeypatch):
+    import instract_eval.runner.encoder as encoder
+
+    monkeypatch.setattr(encoder, "clip_loader", lambda *a, **k: pytest.fail("a clip was decoded"))
+    (tmp_path / "file").write_text("")
+    with pytest.raises(InputError, match="is a file"):
+        run(world, tmp_path, tasks=["synth-aa"], output=tmp_path / "file" / "results")
+    with pytest.raises(InputError, match="is a file"):
+        run(world, tmp_path, tasks=["synth-aa"], cache_dir=tmp_path / "file")
+
+
+def test_a_record_written_without_samples_removes_an_older_log(world, tmp_path):
+    first = run(world, tmp_path, tasks=["synth-aa"], log_samples=True).written[0]
+    log = first.with_name("synth-aa.samples.jsonl")
+    assert log.is_file()
+    run(world, tmp_path, tasks=["synth-aa"])
+    assert first.is_file() and not log.exists()
 
 
 def test_the_python_api_runs_like_the_command_line(world, tmp_path, monkeypatch):
