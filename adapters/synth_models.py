@@ -47,6 +47,7 @@ from torch import nn
 
 from instract_eval.adapters.registry import register_model
 from instract_eval.errors import InputError
+from instract_eval.files import write_atomic
 from instract_eval.media import FrameSpec
 
 from .protocols import Segment
@@ -350,6 +351,10 @@ def build_net(config: ArchitectureConfig) -> SynthNet:
 # The adapter
 
 
+# Sliding windows for `SynthDualEncoder.localize`: the world's actions last 1.5-2.5 s.
+LOCALIZE_SETTINGS = {"window_s": 1.0, "stride_s": 0.25, "tau": 0.05}
+
+
 class SynthDualEncoder(nn.Module):
     """The evaluation-time adapter (a `VideoTextModel`): frame spec, L2-normalised embeddings.
 
@@ -376,8 +381,12 @@ class SynthDualEncoder(nn.Module):
         return self.spec
 
     def weights_fingerprint(self) -> str:
-        """SHA-256 hex digest of the weights file this model was loaded from."""
-        return self.fingerprint
+        """SHA-256 hex digest of the weights file, plus the localization settings.
+
+        The runner caches outputs under this (with the model's name and arguments); the window
+        settings live in code, not in the file, so they are part of it too.
+        """
+        return f"{self.fingerprint};localize={LOCALIZE_SETTINGS}"
 
     def encode_video(self, clips: torch.Tensor) -> torch.Tensor:
         """``[B, T, 3, H, W]`` normalised frames -> ``[B, D]`` unit vectors."""
@@ -407,7 +416,7 @@ class SynthDualEncoder(nn.Module):
         and a description's prose is mostly out of it. The answer is therefore the same whatever
         descriptions are given, and LAP is 0 by construction: a vision-and-name localizer.
         """
-        return sliding_window_localize(self, video, {name: name for name in classes})
+        return sliding_window_localize(self, video, {name: name for name in classes}, **LOCALIZE_SETTINGS)
 
     def _device(self) -> torch.device:
         return next(self.parameters()).device
@@ -455,7 +464,7 @@ def save_synth_weights(path: str | os.PathLike, net: SynthNet, document: Weights
     data = _canonical_safetensors(tensors, document.as_metadata())
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+    write_atomic(path, data)
     return hashlib.sha256(data).hexdigest()
 
 

@@ -22,7 +22,8 @@ DEFAULT_MODELS = ("synth-bag-of-frames", "synth-temporal")
 DEFAULT_TASKS = ("synth",)
 
 
-def evaluate(models: Sequence[str | ModelRequest] = DEFAULT_MODELS, tasks: Sequence[str] = DEFAULT_TASKS, *,
+def evaluate(models: str | ModelRequest | Sequence[str | ModelRequest] = DEFAULT_MODELS,
+             tasks: str | Sequence[str] = DEFAULT_TASKS, *,
              include: Sequence[str | os.PathLike] = (), cache_dir: str | os.PathLike | None = None,
              use_cache: bool = True, progress: Any = None, environ: Mapping[str, str] = os.environ,
              **options: Any) -> RunReport:
@@ -33,6 +34,8 @@ def evaluate(models: Sequence[str | ModelRequest] = DEFAULT_MODELS, tasks: Seque
     writes no files. Outputs are cached under ``cache_dir`` (default `default_cache_dir`) unless
     ``use_cache`` is false.
     """
+    models = [models] if isinstance(models, (str, ModelRequest)) else models
+    tasks = [tasks] if isinstance(tasks, str) else list(tasks)
     requests = [model if isinstance(model, ModelRequest) else ModelRequest(model) for model in models]
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir(environ)
     ranks = ranks_from_environment(environ, device=options.get("device"))

@@ -223,8 +223,9 @@ def run(
     output: Annotated[Path, typer.Option(
         "--output", "-o", help="Directory for the result records: OUTPUT/MODEL/TASK.json.",
         file_okay=False)] = Path("results"),
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Clips per forward pass (halved "
-                                            "automatically after an out-of-memory error).")] = 8,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Clip requests per forward pass (a request "
+                                            "of K temporal clips is K clips); halved after an out-of-memory "
+                                            "error.")] = 8,
     workers: Annotated[int, typer.Option("--workers", help="DataLoader worker processes decoding "
                                          "videos (0: decode in the main process).")] = 0,
     device: Annotated[Optional[str], typer.Option(
