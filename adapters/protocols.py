@@ -34,6 +34,7 @@ __all__ = [
     "Segment",
     "capabilities_of",
     "require_capability",
+    "describe_capabilities",
     "task_frame_spec",
 ]
 
@@ -120,15 +121,26 @@ def capabilities_of(model: Any) -> tuple[str, ...]:
     return tuple(name for name, protocol in CAPABILITIES.items() if isinstance(model, protocol))
 
 
-def require_capability(model: Any, capability: str, task: str) -> None:
-    """Raise one clear `InputError` when ``model`` cannot serve ``task``."""
-    if capability not in CAPABILITIES:
-        raise ValueError(f"unknown capability {capability!r} (one of {', '.join(CAPABILITIES)})")
-    if not isinstance(model, CAPABILITIES[capability]):
-        has = ", ".join(c.replace("_", " ") for c in capabilities_of(model)) or "none"
-        name = getattr(model, "name", type(model).__name__)
-        raise InputError(f"task {task} needs a {capability.replace('_', ' ')} model; {name} provides: {has}",
-                         field="--model")
+def require_capability(model: Any, capability: str | Sequence[str], task: str) -> str:
+    """The first of ``capability`` (a name, or names in order of preference) that ``model`` provides.
+
+    Raises one clear `InputError` when it provides none of them.
+    """
+    wanted = (capability,) if isinstance(capability, str) else tuple(capability)
+    for name in wanted:
+        if name not in CAPABILITIES:
+            raise ValueError(f"unknown capability {name!r} (one of {', '.join(CAPABILITIES)})")
+    for name in wanted:
+        if isinstance(model, CAPABILITIES[name]):
+            return name
+    raise InputError(f"task {task} needs a {describe_capabilities(wanted)} model; "
+                     f"{getattr(model, 'name', type(model).__name__)} provides: "
+                     f"{describe_capabilities(capabilities_of(model), 'none', ', ')}", field="--model")
+
+
+def describe_capabilities(names: Sequence[str], empty: str = "", joiner: str = " or ") -> str:
+    """Capability names as words: ``dual_encoder, pair_scorer`` -> ``dual encoder or pair scorer``."""
+    return joiner.join(name.replace("_", " ") for name in names) or empty
 
 
 def task_frame_spec(model_spec: FrameSpec, protocol: Mapping[str, Any]) -> FrameSpec:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from instract_eval.adapters.protocols import DUAL_ENCODER, LOCALIZER, TOKEN_ENCODER
+from instract_eval.adapters.protocols import DUAL_ENCODER, LOCALIZER, PAIR_SCORER, TOKEN_ENCODER
 from instract_eval.errors import InputError
 from instract_eval.media import ClipRequest
 from instract_eval.runner import Encoder
@@ -29,13 +29,13 @@ from .retrieval import evaluate_retrieval
 
 __all__ = ["CAPABILITY_OF_KIND", "FORMATS_OF_KIND", "evaluate_task", "check_task_data"]
 
-# The capability each engine asks of a model.
-CAPABILITY_OF_KIND: Mapping[str, str] = {
-    "mcq": DUAL_ENCODER,
-    "retrieval": DUAL_ENCODER,
-    "classification": DUAL_ENCODER,
-    "localization": LOCALIZER,
-    "alignment": TOKEN_ENCODER,
+# The capabilities each engine can work with, in order of preference.
+CAPABILITY_OF_KIND: Mapping[str, tuple[str, ...]] = {
+    "mcq": (DUAL_ENCODER, PAIR_SCORER),
+    "retrieval": (DUAL_ENCODER,),
+    "classification": (DUAL_ENCODER,),
+    "localization": (LOCALIZER,),
+    "alignment": (TOKEN_ENCODER,),
 }
 
 # The annotation formats each engine reads.

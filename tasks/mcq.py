@@ -3,9 +3,10 @@
 Serves InstrAct-Semantic (10 captions, positive first), InstrAct-Logic (up to 3 order captions,
 missing ones masked), ActionBench AA and OR (a clip against [text, altered text]) and ActionBench
 VR (a text against [clip, the same clip reversed in time]). Candidates of different lengths are
-padded and masked. Every candidate is scored by the cosine of the model's embeddings; the ranks,
-R@K, median/mean rank and accuracy come from `instract_eval.metrics.mcq_metrics` under the task's
-tie policy.
+padded and masked. A dual encoder scores a candidate by the cosine of the two embeddings; a pair
+scorer (a cross-encoder or a generative VLM) scores each (clip, caption) pair itself, VR's text
+query against each candidate clip. The ranks, R@K, median/mean rank and accuracy come from
+`instract_eval.metrics.mcq_metrics` under the task's tie policy.
 
 Coverage: an item whose video cannot be decoded is an error, unless the user asked for
 ``allow_missing``; then it is left out and the result says how many items were evaluated.
@@ -19,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from instract_eval.adapters.protocols import DUAL_ENCODER, require_capability, task_frame_spec
-from instract_eval.media import ClipRequest
+from instract_eval.adapters.protocols import DUAL_ENCODER, PAIR_SCORER, require_capability, task_frame_spec
+from instract_eval.media import ClipRequest, FrameSpec
 from instract_eval.metrics import mcq_metrics
 from instract_eval.runner import Encoder
 
@@ -52,37 +53,61 @@ def evaluate_mcq(model: Any, items: Sequence[MCQItem], *, task: str, protocol: M
                  ties: str = "expected", batch_size: int = 8, num_workers: int = 0,
                  allow_missing: bool = False, encoder: Encoder | None = None) -> dict:
     """Score every item and summarise: ``{"metrics", "coverage", "samples"}``."""
-    require_capability(model, DUAL_ENCODER, task)
+    capability = require_capability(model, (DUAL_ENCODER, PAIR_SCORER), task)
     spec = task_frame_spec(model.frame_spec(), protocol)
-    requests = [v for item in items for v in (item.query, *item.candidates) if isinstance(v, ClipRequest)]
-    texts = [t for item in items for t in (item.query, *item.candidates) if isinstance(t, str)]
     encoder = engine_encoder(model, encoder, batch_size=batch_size, num_workers=num_workers,
                              allow_missing=allow_missing)
+    score_items = _embedding_scores if capability == DUAL_ENCODER else _pair_scores
+    kept, rows, failed = score_items(encoder, items, spec)
+    if not kept:
+        raise ValueError(f"task {task}: no item could be evaluated (all videos failed to decode)")
+    width = max(len(item.candidates) for item in kept)
+    scores = np.full((len(kept), width), -np.inf)
+    mask = np.zeros((len(kept), width), dtype=bool)
+    for index, row in enumerate(rows):
+        scores[index, :len(row)] = row
+        mask[index, :len(row)] = True
+    answers = np.array([item.answer for item in kept])
+    metrics = mcq_metrics(scores, answers, mask, ties=ties)
+    return {
+        "metrics": metrics,
+        "coverage": {"evaluated": len(kept), "total": len(items), "fraction": len(kept) / len(items),
+                     "failed_videos": failed},
+        "samples": [{"id": item.sample_id, "scores": row[m].tolist(), "answer": item.answer}
+                    for item, row, m in zip(kept, scores, mask)],
+    }
+
+
+def _embedding_scores(encoder: Encoder, items: Sequence[MCQItem], spec: FrameSpec) -> tuple[list[MCQItem], list, dict]:
+    """A dual encoder's candidate scores: the cosine of the query's and each candidate's embedding."""
+    requests = [v for item in items for v in (item.query, *item.candidates) if isinstance(v, ClipRequest)]
+    texts = [t for item in items for t in (item.query, *item.candidates) if isinstance(t, str)]
     videos = encoder.videos(requests, spec)
     text_embeddings = encoder.texts(texts)
 
     def embedding(value: ClipRequest | str) -> np.ndarray | None:
         return text_embeddings[value] if isinstance(value, str) else videos.embeddings.get(value.key())
 
-    kept = [item for item in items
-            if all(embedding(v) is not None for v in (item.query, *item.candidates))]
-    if not kept:
-        raise ValueError(f"task {task}: no item could be evaluated (all videos failed to decode)")
-    width = max(len(item.candidates) for item in kept)
-    dim = embedding(kept[0].query).shape[-1]
-    queries = np.stack([embedding(item.query) for item in kept])
-    candidates = np.zeros((len(kept), width, dim))
-    mask = np.zeros((len(kept), width), dtype=bool)
-    for row, item in enumerate(kept):
-        candidates[row, :len(item.candidates)] = [embedding(c) for c in item.candidates]
-        mask[row, :len(item.candidates)] = True
-    scores = np.where(mask, cosine_scores(queries, candidates), -np.inf)
-    answers = np.array([item.answer for item in kept])
-    metrics = mcq_metrics(scores, answers, mask, ties=ties)
-    return {
-        "metrics": metrics,
-        "coverage": {"evaluated": len(kept), "total": len(items), "fraction": len(kept) / len(items),
-                     "failed_videos": videos.failed},
-        "samples": [{"id": item.sample_id, "scores": row[m].tolist(), "answer": item.answer}
-                    for item, row, m in zip(kept, scores, mask)],
-    }
+    kept = [item for item in items if all(embedding(v) is not None for v in (item.query, *item.candidates))]
+    rows = [cosine_scores(embedding(item.query)[None], np.stack([embedding(c) for c in item.candidates])[None])[0]
+            for item in kept]
+    return kept, rows, videos.failed
+
+
+def _pair_scores(encoder: Encoder, items: Sequence[MCQItem], spec: FrameSpec) -> tuple[list[MCQItem], list, dict]:
+    """A pair scorer's candidate scores: a clip against its captions, or (VR) each candidate clip
+    against the query caption."""
+    def pairs(item: MCQItem) -> list[tuple[ClipRequest, tuple[str, ...]]]:
+        if isinstance(item.query, ClipRequest):
+            return [(item.query, tuple(item.candidates))]
+        return [(candidate, (item.query,)) for candidate in item.candidates]
+
+    scored = encoder.pair_scores([pair for item in items for pair in pairs(item)], spec)
+    kept, rows = [], []
+    for item in items:
+        found = [scored.scores.get((request.key(), texts)) for request, texts in pairs(item)]
+        if all(value is not None for value in found):
+            kept.append(item)
+            rows.append(np.concatenate(found))
+    return kept, rows, scored.failed
+

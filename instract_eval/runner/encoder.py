@@ -42,7 +42,7 @@ from instract_eval.media import ClipRequest, FrameSpec, clip_loader
 from .cache import OutputCache, digest
 from .distributed import SINGLE_PROCESS, Ranks
 
-__all__ = ["EncodedVideos", "Encoder", "PRECISIONS"]
+__all__ = ["EncodedVideos", "ScoredPairs", "Encoder", "PRECISIONS"]
 
 PRECISIONS: Mapping[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -52,6 +52,14 @@ class EncodedVideos:
     """Embeddings by request key, and the requests that could not be decoded (with why)."""
 
     embeddings: dict[str, np.ndarray]
+    failed: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ScoredPairs:
+    """A pair scorer's scores by (request key, caption list), and the requests that failed (with why)."""
+
+    scores: dict[tuple[str, tuple[str, ...]], np.ndarray]
     failed: dict[str, str]
 
 
@@ -134,7 +142,7 @@ class Encoder:
             for start in range(0, len(share), self.text_batch_size):
                 chunk = share[start:start + self.text_batch_size]
                 encoded = self._forward("encode_text", self.model.encode_text, chunk).numpy()
-                _check_finite(encoded, chunk, "text")
+                _check_finite(encoded, chunk, "text embeddings")
                 batch = dict(zip(chunk, encoded))
                 self._store(namespace, batch)
                 outputs["outputs"].update(batch)
@@ -143,6 +151,61 @@ class Encoder:
         self._compute_shared(todo, encode_share, stored)
         self.counts["texts_encoded"] += len(todo)
         return {text: stored[text] for text in unique}
+
+    def pair_scores(self, pairs: Iterable[tuple[ClipRequest, Sequence[str]]], spec: FrameSpec) -> ScoredPairs:
+        """``model.score`` of each unique (clip request, caption list): a pair scorer's answers.
+
+        A clip needed with several caption lists is decoded once and scored once, against their
+        concatenation; the scores of a request's temporal clips are averaged. Missing or broken
+        files raise unless ``allow_missing``, as for `videos`.
+        """
+        wanted: dict[str, dict[tuple[str, ...], None]] = {}
+        requests: dict[str, ClipRequest] = {}
+        for request, texts in pairs:
+            requests[request.key()] = request
+            wanted.setdefault(request.key(), {})[tuple(texts)] = None
+        identity = {key: _file_identity(request) for key, request in requests.items()}
+
+        def entry(key: str, texts: tuple[str, ...]) -> str:
+            return f"{identity[key]}|{digest(list(texts))}"
+
+        namespace = self._namespace("score", frame_spec=spec.key())
+        stored = self._stored(namespace)
+        todo = self._agreed_todo(key for key, lists in wanted.items() if any(entry(key, t) not in stored for t in lists))
+        self.counts["videos_reused"] += len(requests) - len(todo)
+
+        def score_share(share: list[str]) -> dict[str, Any]:
+            loader = clip_loader([requests[key] for key in share], spec, batch_size=self.batch_size,
+                                 num_workers=self.num_workers, on_error="skip")
+            outputs: dict[str, Any] = {}
+            for batch in self._progress(loader, f"{self.label} scoring", total=len(share),
+                                        step=lambda batch: len(batch.keys)):
+                size, num_clips = batch.clips.shape[:2]
+                for rows, texts in _same_length_groups([[t for ts in wanted[key] for t in ts] for key in batch.keys]):
+                    clips = batch.clips[rows].flatten(0, 1)
+                    per_clip = [texts[i // num_clips] for i in range(len(rows) * num_clips)]
+                    scores = self._forward("score", lambda index: self.model.score(
+                        clips[index].to(self.device), [per_clip[i] for i in index]), list(range(len(clips))))
+                    scores = scores.reshape(len(rows), num_clips, -1).mean(dim=1).numpy()
+                    keys = [batch.keys[row] for row in rows]
+                    _check_finite(scores, keys, "(clip, caption) scores")
+                    for key, row in zip(keys, scores):
+                        start = 0
+                        for caption_list in wanted[key]:
+                            outputs[entry(key, caption_list)] = row[start:start + len(caption_list)]
+                            start += len(caption_list)
+                self.counts["clips_encoded"] += size * num_clips
+                self._store(namespace, {k: v for k, v in outputs.items() if k not in stored})
+            return {"outputs": outputs, "failures": list(loader.failures)}
+
+        failures = self._compute_shared(todo, score_share, stored)
+        self.counts["videos_encoded"] += len(todo) - len(failures)
+        if failures and not self.allow_missing:
+            raise min(failures, key=lambda failure: failure.key).to_error()
+        scores = {(key, texts): stored[entry(key, texts)] for key, lists in wanted.items() for texts in lists
+                  if entry(key, texts) in stored}
+        failed = {failure.key: f"{failure.path}: {failure.message}" for failure in sorted(failures)}
+        return ScoredPairs(scores, failed)
 
     def localize(self, videos: Sequence[tuple[str, str | os.PathLike]], classes: Sequence[str],
                  descriptions: Mapping[str, str] | None) -> list[Any]:
@@ -254,7 +317,7 @@ class Encoder:
             clips = batch.clips.flatten(0, 1)
             encoded = self._forward(method, lambda chunk: encode(chunk.to(self.device)), clips)
             encoded = encoded.reshape(size, num_clips, *encoded.shape[1:]).numpy()
-            _check_finite(encoded, batch.keys, "video")
+            _check_finite(encoded, batch.keys, "video embeddings")
             self.counts["clips_encoded"] += size * num_clips
             stored = {identity[key]: value for key, value in zip(batch.keys, encoded)}
             self._store(namespace, stored)
@@ -317,6 +380,14 @@ class Encoder:
             self.progress.remove_task(bar)
 
 
+def _same_length_groups(lists: list[list[str]]) -> list[tuple[list[int], list[list[str]]]]:
+    """Rows grouped by caption-list length (a pair scorer takes B lists of one length C)."""
+    groups: dict[int, list[int]] = {}
+    for row, texts in enumerate(lists):
+        groups.setdefault(len(texts), []).append(row)
+    return [(rows, [lists[row] for row in rows]) for rows in groups.values()]
+
+
 def _file_identity(request: ClipRequest) -> str:
     """The request's key plus where its file is and which version of it: the cache identity."""
     return f"{request.key()}|{_stat(Path(request.path))}"
@@ -351,5 +422,5 @@ def _check_finite(values: np.ndarray, keys: Sequence[str], what: str) -> None:
     bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
     if bad.any():
         named = [keys[i] for i in np.flatnonzero(bad)[:3]]
-        raise InputError(f"the model returned NaN or inf {what} embeddings for {int(bad.sum())} item(s), "
+        raise InputError(f"the model returned NaN or inf {what} for {int(bad.sum())} item(s), "
                          f"e.g. {', '.join(named)}", field="--model")

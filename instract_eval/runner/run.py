@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from instract_eval.adapters.protocols import CAPABILITIES, capabilities_of, task_frame_spec
+from instract_eval.adapters.protocols import CAPABILITIES, capabilities_of, describe_capabilities, task_frame_spec
 from instract_eval.adapters.registry import create_model, model_fingerprint
 from instract_eval.errors import InputError
 from instract_eval.results import SCHEMA, dataset_fingerprint, describe_metrics, software_versions, write_record
@@ -171,11 +171,11 @@ def _runnable(request: ModelRequest, model: Any, specs: Sequence[TaskSpec], name
     runnable = []
     for spec in specs:
         needed = CAPABILITY_OF_KIND[spec.kind]
-        if isinstance(model, CAPABILITIES[needed]):
+        if any(isinstance(model, CAPABILITIES[name]) for name in needed):
             runnable.append(spec)
             continue
-        has = ", ".join(c.replace("_", " ") for c in capabilities_of(model)) or "none"
-        why = f"needs a {needed.replace('_', ' ')}; {request.name} provides: {has}"
+        has = describe_capabilities(capabilities_of(model), "none", ", ")
+        why = f"needs a {describe_capabilities(needed)}; {request.name} provides: {has}"
         if spec.name in named:
             raise InputError(f"task {spec.name} {why}", field="--model")
         skipped.append((request.name, spec.name, why))

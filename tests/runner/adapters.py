@@ -85,3 +85,27 @@ class LateRank(RandomModel):
 
 def late_rank(seed: int = 0) -> LateRank:
     return LateRank(seed=seed)
+
+
+class RandomPairScorer:
+    """A pair scorer (no embeddings exposed): the random model's cosine of each (clip, caption)."""
+
+    name = "random-pair-scorer"
+
+    def __init__(self, seed: int):
+        self.inner = RandomModel(seed=seed)
+
+    def frame_spec(self):
+        return self.inner.frame_spec()
+
+    def score(self, clips: torch.Tensor, texts: list[list[str]]) -> torch.Tensor:
+        videos = torch.nn.functional.normalize(self.inner.encode_video(clips).double(), dim=-1)
+        rows = []
+        for video, captions in zip(videos, texts):
+            captions = torch.nn.functional.normalize(self.inner.encode_text(captions).double(), dim=-1)
+            rows.append(captions @ video)
+        return torch.stack(rows)
+
+
+def random_pair_scorer(seed: int = 0) -> RandomPairScorer:
+    return RandomPairScorer(seed)

@@ -157,7 +157,8 @@ def test_a_missing_capability_fails_before_anything_is_decoded(world, tmp_path, 
     monkeypatch.setattr(encoder, "clip_loader", no_decoding)
     models = [RANDOM, ModelRequest("tests.runner.adapters:localizer_only")]
     # The first model could run synth-aa, but nothing runs until every pair has been checked.
-    with pytest.raises(InputError, match="task synth-aa needs a dual encoder; .*localizer_only provides: localizer"):
+    with pytest.raises(InputError, match="task synth-aa needs a dual encoder or pair scorer; "
+                                         ".*localizer_only provides: localizer"):
         run(world, tmp_path, models=models, tasks=["synth-tal", "synth-aa"])  # named on its own: an error
 
 
@@ -245,3 +246,19 @@ def test_the_python_api_runs_like_the_command_line(world, tmp_path, monkeypatch)
     assert [record["model"]["name"] for record in report.records] == ["random", "null"]
     assert report.records[1]["metrics"]["accuracy"]["value"] == 0.5  # zeros tie: exactly chance
     assert report.written == [] and not list(tmp_path.iterdir())
+
+
+MCQ_TASKS = ["synth-semantic", "synth-logic", "synth-aa", "synth-vr", "synth-or"]
+
+
+def test_a_pair_scorer_answers_multiple_choice_with_the_dual_encoders_numbers(world, tmp_path):
+    """It scores (clip, captions) itself; wrapping the random model's cosine, the metrics must match."""
+    scorer = ModelRequest("tests.runner.adapters:random_pair_scorer", {"seed": 3})
+    report = run(world, tmp_path / "a", models=[scorer], tasks=["synth"], cache_dir=tmp_path / "cache")
+    assert [record["task"]["name"] for record in report.records] == MCQ_TASKS
+    assert {task for _, task, _ in report.skipped} == {"synth-dynamics", "synth-srt", "synth-tal", "synth-lap"}
+    dual = metrics_of(run(world, tmp_path / "b", tasks=MCQ_TASKS))
+    for task, values in metrics_of(report).items():
+        assert values == pytest.approx(dual[task], abs=1e-9), task
+    again = run(world, tmp_path / "c", models=[scorer], tasks=MCQ_TASKS, cache_dir=tmp_path / "cache")
+    assert all(record["run"]["work"].get("videos_encoded", 0) == 0 for record in again.records)

@@ -106,7 +106,7 @@ class TextOnly:
 
 def test_a_model_without_the_capability_fails_before_decoding(tmp_path):
     items = [MCQItem(ClipRequest(str(tmp_path / "never-opened.mp4")), ("a", "b"))]
-    with pytest.raises(InputError, match="needs a dual encoder model; text-only provides: localizer"):
+    with pytest.raises(InputError, match="needs a dual encoder or pair scorer model; text-only provides: localizer"):
         evaluate_mcq(TextOnly(), items, task="probe", protocol=PROTOCOL)
 
 
