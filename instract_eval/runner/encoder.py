@@ -176,7 +176,7 @@ class Encoder:
 
         def score_share(share: list[str]) -> dict[str, Any]:
             loader = clip_loader([requests[key] for key in share], spec, batch_size=self.batch_size,
-                                 num_workers=self.num_workers, on_error="skip")
+                                 num_workers=self.num_workers, on_error=self._on_decode_error)
             outputs: dict[str, Any] = {}
             for batch in self._progress(loader, f"{self.label} scoring", total=len(share),
                                         step=lambda batch: len(batch.keys)):
@@ -244,6 +244,12 @@ class Encoder:
         computed in (bf16 and fp32 embeddings differ), and the frame spec or class list."""
         return {"output": output, "precision": self.precision, "device": self.device.type, **identity}
 
+    @property
+    def _on_decode_error(self) -> str:
+        """Stop at the first broken file, unless missing files are allowed or other ranks must be
+        told first (then every rank's failures are gathered and the first one raised on all)."""
+        return "skip" if self.allow_missing or self.ranks.distributed else "raise"
+
     def _agreed_todo(self, missing: Iterable[str]) -> list[str]:
         """The keys to compute, sorted and the same on every rank: the union of what each one lacks.
 
@@ -308,7 +314,7 @@ class Encoder:
     def _encode_clips(self, requests: list[ClipRequest], spec: FrameSpec, method: str,
                       namespace: Mapping[str, Any], identity: Mapping[str, str]) -> dict[str, Any]:
         loader = clip_loader(requests, spec, batch_size=self.batch_size, num_workers=self.num_workers,
-                             on_error="skip")
+                             on_error=self._on_decode_error)
         encode = getattr(self.model, method)
         outputs: dict[str, Any] = {}
         for batch in self._progress(loader, f"{self.label} videos", total=len(requests),
