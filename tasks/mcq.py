@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ import numpy as np
 from instract_eval.adapters.protocols import DUAL_ENCODER, PAIR_SCORER, require_capability, task_frame_spec
 from instract_eval.media import ClipRequest, FrameSpec
 from instract_eval.metrics import mcq_metrics
+from instract_eval.metrics.ranking import ground_truth_ranks
 from instract_eval.runner import Encoder
 
 from .encoding import cosine_scores, engine_encoder
@@ -69,12 +71,14 @@ def evaluate_mcq(model: Any, items: Sequence[MCQItem], *, task: str, protocol: M
         mask[index, :len(row)] = True
     answers = np.array([item.answer for item in kept])
     metrics = mcq_metrics(scores, answers, mask, ties=ties)
+    ranks = ground_truth_ranks(scores, answers, mask, ties=ties)
     return {
         "metrics": metrics,
         "coverage": {"evaluated": len(kept), "total": len(items), "fraction": len(kept) / len(items),
                      "failed_videos": failed},
-        "samples": [{"id": item.sample_id, "scores": row[m].tolist(), "answer": item.answer}
-                    for item, row, m in zip(kept, scores, mask)],
+        "samples": [{"id": item.sample_id, "video": _video_of(item), "scores": row[m].tolist(),
+                     "answer": item.answer, "rank": float(rank)}
+                    for item, row, m, rank in zip(kept, scores, mask, ranks)],
     }
 
 
@@ -110,4 +114,10 @@ def _pair_scores(encoder: Encoder, items: Sequence[MCQItem], spec: FrameSpec) ->
             kept.append(item)
             rows.append(np.concatenate(found))
     return kept, rows, scored.failed
+
+
+def _video_of(item: MCQItem) -> str:
+    """The video an item is about: the cluster key for bootstraps over samples."""
+    request = item.query if isinstance(item.query, ClipRequest) else item.candidates[0]
+    return request.video_id if request.video_id is not None else Path(request.path).stem
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ import numpy as np
 from instract_eval.adapters.protocols import DUAL_ENCODER, require_capability, task_frame_spec
 from instract_eval.media import ClipRequest
 from instract_eval.metrics import pooled_retrieval_metrics, recall_by_pool_size, retrieval_metrics
+from instract_eval.metrics.ranking import ground_truth_ranks
 from instract_eval.runner import Encoder
 
 from .encoding import engine_encoder
@@ -44,7 +46,11 @@ class RetrievalItem:
 def evaluate_retrieval(model: Any, items: Sequence[RetrievalItem], *, task: str, protocol: Mapping[str, Any],
                        ties: str = "expected", batch_size: int = 8, num_workers: int = 0,
                        allow_missing: bool = False, encoder: Encoder | None = None) -> dict:
-    """``{"metrics": t2v/v2t/mean, "per_pool", "per_category", "by_pool_size", "coverage"}``."""
+    """``{"metrics": t2v/v2t/mean, "per_pool", "per_category", "by_pool_size", "coverage", "samples"}``.
+
+    ``samples`` gives each item's ``t2v_rank`` (and ``v2t_rank`` for pooled retrieval) with its
+    pool and video, for paired comparisons of two runs.
+    """
     require_capability(model, DUAL_ENCODER, task)
     spec = task_frame_spec(model.frame_spec(), protocol)
     encoder = engine_encoder(model, encoder, batch_size=batch_size, num_workers=num_workers,
@@ -76,7 +82,29 @@ def evaluate_retrieval(model: Any, items: Sequence[RetrievalItem], *, task: str,
         "per_category": _per_category(kept, similarity, pools, ties),
         "by_pool_size": recall_by_pool_size(similarity, pools, ties=ties),
         "coverage": coverage,
+        "samples": _pooled_samples(kept, similarity, pools, ties),
     }
+
+
+def _pooled_samples(items: Sequence[RetrievalItem], similarity: np.ndarray, pools: Mapping[str, list[int]],
+                    ties: str) -> list[dict]:
+    """Per item: the rank of its video among its pool's videos (T2V) and of its caption among the
+    pool's captions (V2T), 1-based under the tie policy."""
+    samples: list[dict] = []
+    for pool, members in pools.items():
+        block = similarity[np.ix_(members, members)]
+        diagonal = np.arange(len(members))
+        t2v = ground_truth_ranks(block, diagonal, ties=ties)
+        v2t = ground_truth_ranks(block.T, diagonal, ties=ties)
+        for index, t2v_rank, v2t_rank in zip(members, t2v, v2t):
+            item = items[index]
+            samples.append({"id": item.sample_id, "pool": pool, "video": _video_of(item),
+                            "t2v_rank": float(t2v_rank), "v2t_rank": float(v2t_rank)})
+    return samples
+
+
+def _video_of(item: RetrievalItem) -> str:
+    return item.video.video_id if item.video.video_id is not None else Path(item.video.path).stem
 
 
 def _per_category(items: Sequence[RetrievalItem], similarity: np.ndarray, pools: Mapping[str, list[int]],
@@ -110,7 +138,11 @@ def _gallery_with_shared_videos(items: Sequence[RetrievalItem], text_matrix: np.
     metrics = retrieval_metrics(text_matrix @ video_matrix.T, text_to_video=owner, ties=ties, v2t=v2t)
     metrics["mean"] = {key: (metrics["t2v"][key] + metrics["v2t"][key]) / 2
                        for key in metrics["t2v"] if key.startswith("R@")}
-    return {"metrics": metrics, "v2t_definition": v2t, "num_videos": len(unique), "num_texts": len(items)}
+    t2v_ranks = ground_truth_ranks(text_matrix @ video_matrix.T, owner, ties=ties)
+    samples = [{"id": item.sample_id, "video": _video_of(item), "t2v_rank": float(rank)}
+               for item, rank in zip(items, t2v_ranks)]
+    return {"metrics": metrics, "v2t_definition": v2t, "num_videos": len(unique), "num_texts": len(items),
+            "samples": samples}
 
 
 def _unit(matrix: np.ndarray) -> np.ndarray:

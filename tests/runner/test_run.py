@@ -262,3 +262,20 @@ def test_a_pair_scorer_answers_multiple_choice_with_the_dual_encoders_numbers(wo
         assert values == pytest.approx(dual[task], abs=1e-9), task
     again = run(world, tmp_path / "c", models=[scorer], tasks=MCQ_TASKS, cache_dir=tmp_path / "cache")
     assert all(record["run"]["work"].get("videos_encoded", 0) == 0 for record in again.records)
+
+
+def test_sample_logs_carry_ranks_that_reproduce_the_metrics(world, tmp_path):
+    """Random scores have no ties, so R@1 is the share of samples ranked first, per pool for retrieval."""
+    report = run(world, tmp_path, tasks=["synth-semantic", "synth-dynamics"], log_samples=True)
+    logs = {path.name.split(".")[0]: [json.loads(line) for line in path.read_text().splitlines()]
+            for path in (tmp_path / "results" / "random").glob("*.samples.jsonl")}
+    semantic, dynamics = (next(r for r in report.records if r["task"]["name"] == name)
+                          for name in ("synth-semantic", "synth-dynamics"))
+    ranks = [sample["rank"] for sample in logs["synth-semantic"]]
+    assert sum(rank == 1 for rank in ranks) / len(ranks) == pytest.approx(semantic["metrics"]["R@1"]["value"])
+    assert all(sample["video"] for sample in logs["synth-semantic"])
+    for pool, metrics in dynamics["details"]["per_pool"].items():
+        members = [sample for sample in logs["synth-dynamics"] if sample["pool"] == pool]
+        for direction in ("t2v", "v2t"):
+            hits = sum(sample[f"{direction}_rank"] == 1 for sample in members) / len(members)
+            assert hits == pytest.approx(metrics[direction]["R@1"]), (pool, direction)
