@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -183,7 +184,8 @@ def _check_items(items: Sequence[ClassificationItem], label_set: LabelSet) -> No
 
 def _sample(item: ClassificationItem, label_set: LabelSet, logits: np.ndarray) -> dict:
     labels = label_set.classes[item.group]
-    return {"id": item.sample_id, "label": item.label, "group": item.group,
+    video = item.video.video_id if item.video.video_id is not None else Path(item.video.path).stem
+    return {"id": item.sample_id, "video": video, "label": item.label, "group": item.group,
             "prediction": labels[int(np.argmax(logits))], "scores": logits.tolist()}
 
 
