@@ -291,6 +291,33 @@ def _progress(console):
                     console=console, transient=True, disable=not console.is_terminal)
 
 
+@app.command("compare")
+def compare(
+    sources: Annotated[list[Path], typer.Argument(help="Result record files, or directories of them "
+                                                  "(the --output of `run`); one column per model of each.")],
+    debug: Debug = False,
+) -> None:
+    """Side-by-side headline metrics of result records, with the difference when there are two columns."""
+    from rich.console import Console
+
+    from .results import read_records
+    from .runner.summary import summary_table
+
+    short = [source.name or str(source) for source in sources]
+    names = dict(zip(sources, short if len(set(short)) == len(short) else map(str, sources)))
+    loaded = [(names[source], read_records(source)) for source in sources]
+    columns = [(source, record["model"].get("label", record["model"]["name"]))
+               for source, records in loaded for record in records]
+    ambiguous = {label for _, label in columns if len({s for s, other in columns if other == label}) > 1}
+    records = []
+    for source, found in loaded:
+        for record in found:
+            label = record["model"].get("label", record["model"]["name"])
+            record["model"]["label"] = f"{source}:{label}" if label in ambiguous else label
+            records.append(record)
+    Console(width=max(100, Console().width)).print(summary_table(records, delta=True))
+
+
 @list_app.command("models")
 def list_models(debug: Debug = False) -> None:
     """Every model the registry can create: built-in adapters and installed entry points."""

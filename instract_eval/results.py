@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InputError
 from .files import write_atomic
 
-__all__ = ["SCHEMA", "describe_metrics", "dataset_fingerprint", "software_versions", "record_path",
+__all__ = ["SCHEMA", "read_records", "describe_metrics", "dataset_fingerprint", "software_versions", "record_path",
            "samples_path", "write_record", "to_json"]
 
 SCHEMA = "instract-eval/result/1"
@@ -183,3 +184,43 @@ def write_record(output: Path, record: Mapping[str, Any], samples: Sequence[Mapp
         log.unlink(missing_ok=True)
     write_atomic(path, json.dumps(to_json(record), indent=2, allow_nan=False) + "\n")
     return path
+
+
+def read_records(source: str | os.PathLike) -> list[dict]:
+    """The result records in ``source``: one record file, or every ``*.json`` under a directory.
+
+    A file that is not a record of this schema is an `InputError` naming it and the field.
+    """
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*.json") if not p.name.startswith("."))
+        if not files:
+            raise InputError("no result records (*.json) in this directory", path=path)
+    elif path.is_file():
+        files = [path]
+    else:
+        raise InputError("no such file or directory", path=path)
+    return [_read_record(file) for file in files]
+
+
+def _read_record(path: Path) -> dict:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"not a readable JSON file ({error})", path=path) from None
+    if not isinstance(record, dict) or record.get("schema") != SCHEMA:
+        found = record.get("schema") if isinstance(record, dict) else type(record).__name__
+        raise InputError(f"not an instract-eval result record (schema {found!r}, expected {SCHEMA!r})",
+                         path=path, field="schema")
+    for section, key in (("model", "name"), ("task", "name")):
+        if not isinstance(record.get(section), dict) or not isinstance(record[section].get(key), str):
+            raise InputError(f"missing {section}.{key}", path=path, field=f"{section}.{key}")
+    metrics = record.get("metrics")
+    if not isinstance(metrics, dict):
+        raise InputError("missing metrics", path=path, field="metrics")
+    for name, metric in metrics.items():
+        if not isinstance(metric, dict) or not {"value", "unit", "direction"} <= set(metric):
+            raise InputError("each metric needs value, unit and direction", path=path, field=f"metrics.{name}")
+        metric.setdefault("headline", False)
+    return record
+

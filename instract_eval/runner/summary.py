@@ -19,8 +19,12 @@ def format_value(value, unit: str) -> str:
     return f"{value:.3f}"
 
 
-def summary_table(records: Sequence[dict], skipped: Sequence[tuple[str, str, str]] = ()) -> Table:
-    """Rows (task, headline metric ↑/↓), columns the models, in the order they ran."""
+def summary_table(records: Sequence[dict], skipped: Sequence[tuple[str, str, str]] = (), *,
+                  delta: bool = False) -> Table:
+    """Rows (task, headline metric ↑/↓), columns the models in the order they ran.
+
+    With ``delta`` and exactly two columns, a last column gives the second minus the first.
+    """
     models = list(dict.fromkeys(_label(record) for record in records))
     models += [model for model, _, _ in skipped if model not in models]
     tasks = list(dict.fromkeys([record["task"]["name"] for record in records] + [task for _, task, _ in skipped]))
@@ -31,17 +35,25 @@ def summary_table(records: Sequence[dict], skipped: Sequence[tuple[str, str, str
     table.add_column("metric", no_wrap=True)
     for model in models:
         table.add_column(model, justify="right")
+    delta = delta and len(models) == 2
+    if delta:
+        table.add_column("Δ", justify="right")
     for task in tasks:
         names = next((list(_headline(record)) for (m, t), record in by_pair.items() if t == task), [None])
         for name in names:
-            cells = []
+            cells, values = [], []
             for model in models:
                 record = by_pair.get((model, task))
+                metric = None if record is None else record["metrics"].get(name)
+                values.append(None if metric is None else metric["value"])
                 if record is None:
                     cells.append("skipped" if (model, task) in why_skipped else "")
                     continue
-                metric = record["metrics"].get(name)
                 cells.append("" if metric is None else format_value(metric["value"], metric["unit"]))
+            if delta:
+                first, second = values
+                both = isinstance(first, (int, float)) and isinstance(second, (int, float))
+                cells.append(f"{second - first:+.3f}" if both else "")
             arrow = ""
             if name is not None:
                 direction = next(r["metrics"][name]["direction"] for (m, t), r in by_pair.items()
