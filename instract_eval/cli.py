@@ -258,6 +258,7 @@ def run(
 
     from .adapters.registry import parse_model_args
     from .api import DEFAULT_MODELS, DEFAULT_TASKS, evaluate
+    from .runner.distributed import close_process_group
     from .runner.run import ModelRequest
     from .runner.summary import summary_table
 
@@ -268,19 +269,21 @@ def run(
                          "per --model", field="--model-args")
     arguments = arguments * len(names) if len(arguments) == 1 else arguments or [{}] * len(names)
     console = Console(stderr=True)
-    with _progress(console) as progress:
-        report = evaluate([ModelRequest(name, args) for name, args in zip(names, arguments)],
-                          list(task or DEFAULT_TASKS), include=list(include or ()), cache_dir=cache_dir,
-                          use_cache=not no_cache, progress=progress, output=output, data_root=data_root,
-                          batch_size=batch_size, workers=workers, device=device, precision=precision,
-                          limit=limit, log_samples=log_samples, allow_missing=allow_missing)
-    if not report.is_main:
-        return
-    Console(width=max(100, Console().width)).print(summary_table(report.records, report.skipped))
-    for model_name, task_name, why in report.skipped:
-        typer.echo(f"skipped {task_name} for {model_name}: it {why}")
-    typer.echo(f"wrote {len(report.written)} result records to {output}/"
-               + (" with per-sample logs" if log_samples else ""))
+    try:
+        with _progress(console) as progress:
+            report = evaluate([ModelRequest(name, args) for name, args in zip(names, arguments)],
+                              list(task or DEFAULT_TASKS), include=list(include or ()), cache_dir=cache_dir,
+                              use_cache=not no_cache, progress=progress, output=output, data_root=data_root,
+                              batch_size=batch_size, workers=workers, device=device, precision=precision,
+                              limit=limit, log_samples=log_samples, allow_missing=allow_missing)
+        if report.is_main:
+            Console(width=max(100, Console().width)).print(summary_table(report.records, report.skipped))
+            for model_name, task_name, why in report.skipped:
+                typer.echo(f"skipped {task_name} for {model_name}: it {why}")
+            typer.echo(f"wrote {len(report.written)} result records to {output}/"
+                       + (" with per-sample logs" if log_samples else ""))
+    finally:
+        close_process_group()
 
 
 def _progress(console):

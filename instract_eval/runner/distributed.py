@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
-__all__ = ["Ranks", "SINGLE_PROCESS", "ranks_from_environment"]
+__all__ = ["Ranks", "SINGLE_PROCESS", "ranks_from_environment", "close_process_group"]
 
 T = TypeVar("T")
 
@@ -74,3 +74,16 @@ def ranks_from_environment(environ: Mapping[str, str] = os.environ, *, device: s
         backend = "nccl" if on_cuda else "gloo"
         dist.init_process_group(backend=backend)
     return ranks
+
+
+def close_process_group() -> None:
+    """End the job's process group, if one was started: every rank waits for the others first.
+
+    A rank that exits with the group still open can abort in gloo's teardown (``terminate called
+    without an active exception``) while another rank is still writing, so the command line closes
+    it explicitly. Code that owns its own group does not call this.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
