@@ -159,7 +159,6 @@ def list_tasks(
     debug: Debug = False,
 ) -> None:
     """Every registered task: its kind, paper, groups, and whether its data is present."""
-    from rich.console import Console
     from rich.table import Table
 
     from .tasks import load_registry, locate_data
@@ -178,11 +177,9 @@ def list_tasks(
         else:
             data = f"missing {location.files[location.missing[0]]}"
         table.add_row(spec.name, spec.kind, spec.paper, ", ".join(registry.groups_of(spec.name)), data)
-    console = Console(width=max(110, Console().width))
-    console.print(table)
-    console.print("Data paths start at --data-root or $INSTRACT_EVAL_DATA_ROOT; one task's at "
-                  "$INSTRACT_EVAL_DATA_<TASK> (e.g. INSTRACT_EVAL_DATA_INSTRACT_SEMANTIC). Each task's "
-                  "`data.download` in tasks.yaml says what to fetch and from where.", highlight=False)
+    _print_table(table, "Data paths start at --data-root or $INSTRACT_EVAL_DATA_ROOT; one task's at "
+                 "$INSTRACT_EVAL_DATA_<TASK> (e.g. INSTRACT_EVAL_DATA_INSTRACT_SEMANTIC). Each task's "
+                 "`data.download` in tasks.yaml says what to fetch and from where.")
 
 
 @app.command("check")
@@ -277,7 +274,7 @@ def run(
                               batch_size=batch_size, workers=workers, device=device, precision=precision,
                               limit=limit, log_samples=log_samples, allow_missing=allow_missing)
         if report.is_main:
-            Console(width=max(100, Console().width)).print(summary_table(report.records, report.skipped))
+            _print_table(summary_table(report.records, report.skipped))
             for model_name, task_name, why in report.skipped:
                 typer.echo(f"skipped {task_name} for {model_name}: it {why}")
             typer.echo(f"wrote {len(report.written)} result records to {output}/"
@@ -301,8 +298,6 @@ def compare(
     debug: Debug = False,
 ) -> None:
     """Side-by-side headline metrics of result records, with the difference when there are two columns."""
-    from rich.console import Console
-
     from .results import read_records
     from .runner.summary import summary_table
 
@@ -318,13 +313,12 @@ def compare(
             label = record["model"].get("label", record["model"]["name"])
             record["model"]["label"] = f"{source}:{label}" if label in ambiguous else label
             records.append(record)
-    Console(width=max(100, Console().width)).print(summary_table(records, delta=True))
+    _print_table(summary_table(records, delta=True))
 
 
 @list_app.command("models")
 def list_models(debug: Debug = False) -> None:
     """Every model the registry can create: built-in adapters and installed entry points."""
-    from rich.console import Console
     from rich.table import Table
 
     from .adapters.registry import available_models
@@ -336,11 +330,9 @@ def list_models(debug: Debug = False) -> None:
     table.add_column("description", overflow="fold")
     for entry in entries:
         table.add_row(entry.name, entry.source, entry.description)
-    console = Console(width=max(110, Console().width))
-    console.print(table)
-    console.print("Create one with --model NAME [--model-args key=value,...]; any factory also runs as "
-                  "--model package.module:factory. Third-party packages register models under the "
-                  "entry-point group instract_eval.adapters.", highlight=False)
+    _print_table(table, "Create one with --model NAME [--model-args key=value,...]; any factory also runs as "
+                 "--model package.module:factory. Third-party packages register models under the "
+                 "entry-point group instract_eval.adapters.")
 
 
 @app.command("synth")
@@ -363,6 +355,17 @@ def synth(
     counts = ", ".join(f"{name} {count}" for name, count in manifest.counts.items())
     typer.echo(f"wrote the synth world (seed {seed}, {size}) to {out} in {manifest.seconds:.1f} s: {counts}")
     typer.echo(f"register it with: instract-eval list tasks --include {Path(out) / 'tasks.yaml'}")
+
+
+def _print_table(table, hint: str | None = None) -> None:
+    """A rich table on standard output, at least 110 columns wide so that tables do not wrap in
+    narrow or non-terminal outputs, and an optional hint line under it."""
+    from rich.console import Console
+
+    console = Console(width=max(110, Console().width))
+    console.print(table)
+    if hint:
+        console.print(hint, highlight=False)
 
 
 def _parse_thresholds(text: str | None) -> list[float] | None:
