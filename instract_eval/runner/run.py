@@ -35,7 +35,7 @@ from instract_eval.tasks.evaluate import CAPABILITY_OF_KIND, evaluate_task
 from instract_eval.tasks.registry import Registry, TaskSpec, require_data
 
 from .cache import OutputCache
-from .distributed import Ranks, ranks_from_environment
+from .distributed import ranks_from_environment
 from .encoder import Encoder
 
 __all__ = ["RunOptions", "ModelRequest", "RunReport", "run_evaluation", "pick_device"]
@@ -131,11 +131,8 @@ def run_evaluation(models: Sequence[ModelRequest], task_names: Sequence[str], re
                           allow_missing=options.allow_missing, device=device, precision=options.precision,
                           cache=cache, ranks=ranks, progress=progress)
         for spec in runnable:
-            record, samples = _evaluate(request, model, fingerprint, spec, encoder, options, ranks, device, environ)
-            record["model"]["label"] = label
-            record["task"]["groups"] = registry.groups_of(spec.name)
-            record["dataset"].update(shared.dataset(spec))
-            record["versions"] = shared.versions
+            record, samples = _evaluate(request, label, fingerprint, spec, registry.groups_of(spec.name), encoder,
+                                        options, shared, environ)
             report.records.append(record)
             if ranks.is_main and options.output is not None:
                 report.written.append(write_record(options.output, record, samples if options.log_samples else None))
@@ -209,10 +206,11 @@ class _SharedProvenance:
         return self._datasets[spec.name]
 
 
-def _evaluate(request: ModelRequest, model: Any, fingerprint: str, spec: TaskSpec, encoder: Encoder,
-              options: RunOptions, ranks: Ranks, device: torch.device,
+def _evaluate(request: ModelRequest, label: str, fingerprint: str, spec: TaskSpec, groups: list[str],
+              encoder: Encoder, options: RunOptions, shared: _SharedProvenance,
               environ: Mapping[str, str]) -> tuple[dict, list]:
     """One (model, task): the engine's result turned into a record and its per-sample log."""
+    model = encoder.model
     encoder.label = spec.name
     before = Counter(encoder.counts)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -226,22 +224,23 @@ def _evaluate(request: ModelRequest, model: Any, fingerprint: str, spec: TaskSpe
     described = describe_metrics(result["metrics"], spec.metrics)
     record = {
         "schema": SCHEMA,
-        "model": {"name": request.name, "args": dict(request.args), "fingerprint": fingerprint,
+        "model": {"name": request.name, "label": label, "args": dict(request.args), "fingerprint": fingerprint,
                   "class": f"{type(model).__module__}.{type(model).__qualname__}",
                   "capabilities": list(capabilities_of(model))},
-        "task": {"name": spec.name, "kind": spec.kind, "paper": spec.paper,
+        "task": {"name": spec.name, "kind": spec.kind, "paper": spec.paper, "groups": groups,
                  "hash": spec.spec_hash(), "spec": {"name": spec.name, **spec.raw}, "source": spec.source,
                  "seed": spec.seed},
-        "dataset": {"coverage": result["coverage"]},
+        "dataset": {**shared.dataset(spec), "coverage": result["coverage"]},
         "metrics": described,
         "details": {key: value for key, value in result.items()
                     if key not in ("task", "kind", "metrics", "coverage", "samples")},
         "frame_spec": frame_spec,
         "ties": {"policy": spec.ties,
                  "num_tied": {name: m["value"] for name, m in described.items() if name.endswith("num_tied")}},
-        "run": {"started_at": started_at, "wall_time_s": round(wall, 3), "device": str(device),
+        "run": {"started_at": started_at, "wall_time_s": round(wall, 3), "device": str(encoder.device),
                 "precision": options.precision, "batch_size": options.batch_size, "workers": options.workers,
-                "world_size": ranks.world_size, "limit": options.limit, "allow_missing": options.allow_missing,
-                "work": work},
+                "world_size": encoder.ranks.world_size, "limit": options.limit,
+                "allow_missing": options.allow_missing, "work": work},
+        "versions": shared.versions,
     }
     return record, result.get("samples", [])
