@@ -54,7 +54,11 @@ class MCQItem:
 def evaluate_mcq(model: Any, items: Sequence[MCQItem], *, task: str, protocol: Mapping[str, Any],
                  ties: str = "expected", batch_size: int = 8, num_workers: int = 0,
                  allow_missing: bool = False, encoder: Encoder | None = None) -> dict:
-    """Score every item and summarise: ``{"metrics", "coverage", "samples"}``."""
+    """Score every item and summarise: ``{"metrics", "chance", "coverage", "samples"}``.
+
+    ``chance`` is the accuracy (R@1) a constant scorer gets under expected ties, the mean over
+    items of 1 / number of candidates: the line that AA, VR and OR are read against.
+    """
     capability = require_capability(model, (DUAL_ENCODER, PAIR_SCORER), task)
     spec = task_frame_spec(model.frame_spec(), protocol)
     encoder = engine_encoder(model, encoder, batch_size=batch_size, num_workers=num_workers,
@@ -74,6 +78,7 @@ def evaluate_mcq(model: Any, items: Sequence[MCQItem], *, task: str, protocol: M
     ranks = ground_truth_ranks(scores, answers, mask, ties=ties)
     return {
         "metrics": metrics,
+        "chance": float(np.mean(1.0 / mask.sum(axis=1))),
         "coverage": {"evaluated": len(kept), "total": len(items), "fraction": len(kept) / len(items),
                      "failed_videos": failed},
         "samples": [{"id": item.sample_id, "video": _video_of(item), "scores": row[m].tolist(),

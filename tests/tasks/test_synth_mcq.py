@@ -43,6 +43,7 @@ def test_a_collapsed_model_scores_exactly_chance(world, task, chance):
     metrics = result["metrics"]
     expected = chance if chance is not None else sum(1 / len(i.candidates) for i in items) / len(items)
     assert metrics["accuracy"] == pytest.approx(expected)
+    assert result["chance"] == pytest.approx(expected)  # the line the leaderboard draws
     assert metrics["num_tied"] == len(items)
     assert result["coverage"]["fraction"] == 1.0
 
