@@ -26,8 +26,8 @@ import numpy as np
 from .errors import InputError
 from .files import write_atomic
 
-__all__ = ["SCHEMA", "read_records", "describe_metrics", "dataset_fingerprint", "software_versions", "record_path",
-           "samples_path", "write_record", "to_json"]
+__all__ = ["SCHEMA", "read_records", "read_record_files", "read_sample_log", "sample_log_of", "describe_metrics",
+           "dataset_fingerprint", "software_versions", "record_path", "samples_path", "write_record", "to_json"]
 
 SCHEMA = "instract-eval/result/1"
 
@@ -191,6 +191,11 @@ def read_records(source: str | os.PathLike) -> list[dict]:
 
     A file that is not a record of this schema is an `InputError` naming it and the field.
     """
+    return [record for _, record in read_record_files(source)]
+
+
+def read_record_files(source: str | os.PathLike) -> list[tuple[Path, dict]]:
+    """Like `read_records`, with the file each record came from (to find its sample log beside it)."""
     path = Path(source)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*.json") if not p.name.startswith("."))
@@ -200,7 +205,40 @@ def read_records(source: str | os.PathLike) -> list[dict]:
         files = [path]
     else:
         raise InputError("no such file or directory", path=path)
-    return [_read_record(file) for file in files]
+    return [(file, _read_record(file)) for file in files]
+
+
+def sample_log_of(record_file: str | os.PathLike) -> Path:
+    """The per-sample log `write_record` puts beside a record: ``TASK.json`` -> ``TASK.samples.jsonl``."""
+    path = Path(record_file)
+    return path.with_name(f"{path.stem}.samples.jsonl")
+
+
+def read_sample_log(record_file: str | os.PathLike) -> list[dict] | None:
+    """The per-sample log beside ``record_file``, one dict per line in file order; None when there is none.
+
+    Line ``n`` of the file is element ``n - 1``, so later errors can name the line. A line that is
+    not a JSON object, or a sample without a string ``id``, is an `InputError` naming file and line.
+    """
+    log = sample_log_of(record_file)
+    if not log.is_file():
+        return None
+    try:
+        lines = log.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"not a readable text file ({error})", path=log) from None
+    samples = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            sample = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise InputError(f"not a JSON object ({error.msg})", path=log, field=f"line {number}") from None
+        if not isinstance(sample, dict):
+            raise InputError(f"not a JSON object (a {type(sample).__name__})", path=log, field=f"line {number}")
+        if not isinstance(sample.get("id"), str):
+            raise InputError("missing the sample's string id", path=log, field=f"line {number}: id")
+        samples.append(sample)
+    return samples
 
 
 def _read_record(path: Path) -> dict:
@@ -224,3 +262,23 @@ def _read_record(path: Path) -> dict:
         metric.setdefault("headline", False)
     return record
 
+
+
+def label_by_source(sources: Sequence[Path]) -> list[dict]:
+    """The records of several sources (files or result directories), in order. A model label found
+    in more than one source becomes ``SOURCE:label`` (SOURCE being the directory or file name, or
+    the whole path where names repeat), so that two runs of one model stay two columns or rows."""
+    short = [source.name or str(source) for source in sources]
+    names = dict(zip(sources, short if len(set(short)) == len(short) else map(str, sources)))
+    loaded = [(names[source], read_records(source)) for source in sources]
+    owners: dict[str, set[str]] = {}
+    for source, records in loaded:
+        for record in records:
+            owners.setdefault(record["model"].get("label") or record["model"]["name"], set()).add(source)
+    labelled = []
+    for source, records in loaded:
+        for record in records:
+            label = record["model"].get("label") or record["model"]["name"]
+            record["model"]["label"] = f"{source}:{label}" if len(owners[label]) > 1 else label
+            labelled.append(record)
+    return labelled

@@ -1,0 +1,567 @@
+"""The regression gate: a candidate run's result records against a baseline's, metric by metric.
+
+Records are paired by task name; every metric both sides have, whose direction is ``higher`` or
+``lower``, is compared (counts and spreads have no direction and are not gated). A metric
+*regresses* when it is worse than the baseline, in its direction, by more than its tolerance
+(absolute) and, where a paired bootstrap interval of the difference exists, that interval lies
+entirely on the worse side of zero. Without an interval the tolerance alone decides.
+
+An interval exists when both records have their sample logs, the logs cover the same samples (same
+ids, same videos), and `instract_eval.sample_metrics` rebuilds the metric from both logs. Then
+`paired_bootstrap` draws the same videos for both runs (every sample of a drawn video is kept), so
+the variation the two runs share cancels in the difference and a change that one or two samples
+explain is told apart from a real drop.
+
+Tolerances: one default, overridden per metric (``METRIC``) or per task and metric
+(``TASK:METRIC``); the more specific key wins. `to_markdown` and `to_junit` render a report for a
+pull-request comment and for a CI test view.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .metrics.statistics import paired_bootstrap
+from .results import read_record_files, read_sample_log, sample_log_of
+from .sample_metrics import PerSample, SampleMetrics, sample_metrics
+
+__all__ = [
+    "DEFAULT_TOLERANCE",
+    "DEFAULT_RESAMPLES",
+    "REGRESSION",
+    "WITHIN_NOISE",
+    "WITHIN_TOLERANCE",
+    "IMPROVED",
+    "UNCHANGED",
+    "MetricComparison",
+    "NotCompared",
+    "GateReport",
+    "compare_results",
+    "parse_tolerance",
+    "to_markdown",
+    "to_junit",
+    "format_number",
+    "format_delta",
+    "format_interval",
+    "metric_label",
+]
+
+DEFAULT_TOLERANCE = 0.01
+DEFAULT_RESAMPLES = 10_000
+
+REGRESSION = "regression"
+WITHIN_NOISE = "within noise"
+WITHIN_TOLERANCE = "within tolerance"
+IMPROVED = "improved"
+UNCHANGED = "unchanged"
+
+# A drop equal to the tolerance up to rounding (0.5 - 0.49 is 0.010000000000000009) is not beyond it.
+_ROUNDING = 1e-12
+_ARROWS = {"higher": "↑", "lower": "↓"}
+# The verdict line names this many regressions; the tables list them all.
+_NAMED_IN_VERDICT = 5
+
+
+@dataclass(frozen=True)
+class MetricComparison:
+    """One (task, metric) compared: the two values, the interval of their difference, the verdict.
+
+    ``interval`` is the paired bootstrap interval of ``candidate - baseline`` at the report's
+    confidence, or None; ``basis`` says how many samples and videos it resampled, or why there is
+    none (then the comparison is a point comparison).
+    """
+
+    task: str
+    metric: str
+    direction: str
+    unit: str
+    baseline: float
+    candidate: float
+    tolerance: float
+    interval: tuple[float, float] | None
+    p_value: float | None
+    basis: str
+    verdict: str
+
+    @property
+    def delta(self) -> float:
+        return self.candidate - self.baseline
+
+    @property
+    def regressed(self) -> bool:
+        return self.verdict == REGRESSION
+
+
+@dataclass(frozen=True)
+class NotCompared:
+    """A task (``metric`` None) or a metric that only one side has, or that cannot be compared."""
+
+    task: str
+    metric: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class GateReport:
+    """Everything `compare_results` found, in task order; render it with `to_markdown` or `to_junit`."""
+
+    baseline: str
+    candidate: str
+    baseline_models: tuple[str, ...]
+    candidate_models: tuple[str, ...]
+    comparisons: tuple[MetricComparison, ...]
+    not_compared: tuple[NotCompared, ...]
+    notes: tuple[str, ...]
+    tolerance: float
+    tolerances: Mapping[str, float]
+    confidence: float
+    n_resamples: int
+    seed: int
+
+    @property
+    def regressions(self) -> tuple[MetricComparison, ...]:
+        return tuple(c for c in self.comparisons if c.regressed)
+
+    @property
+    def passed(self) -> bool:
+        return not self.regressions
+
+    def verdict(self) -> str:
+        """One line: pass or fail, and which metrics regressed."""
+        total = len(self.comparisons)
+        if self.passed:
+            return f"PASS: no regression in {total} compared metrics"
+        regressions = self.regressions
+        named = ", ".join(f"{c.task} {c.metric}" for c in regressions[:_NAMED_IN_VERDICT])
+        if len(regressions) > _NAMED_IN_VERDICT:
+            named += f" and {len(regressions) - _NAMED_IN_VERDICT} more"
+        return f"FAIL: {len(regressions)} of {total} compared metrics regressed ({named})"
+
+
+# ------------------------------------------------------------------------------------------------
+# Options
+
+
+def parse_tolerance(text: str) -> tuple[str, float]:
+    """``METRIC=TOL`` or ``TASK:METRIC=TOL`` (the ``--metric-tolerance`` syntax) as ``(key, tol)``."""
+    key, separator, value = text.rpartition("=")
+    if not separator:
+        raise InputError(f"expected METRIC=TOL or TASK:METRIC=TOL, got {text!r}", field="--metric-tolerance")
+    try:
+        tolerance = float(value)
+    except ValueError:
+        raise InputError(f"tolerance {value!r} in {text!r} is not a number", field="--metric-tolerance") from None
+    _check_key(key)
+    return key, _check_tolerance(tolerance, f"--metric-tolerance {key}")
+
+
+def _check_key(key: Any) -> str:
+    """A tolerance key: ``METRIC`` or ``TASK:METRIC``, no empty part, no surrounding spaces."""
+    parts = key.split(":") if isinstance(key, str) else []
+    if not 1 <= len(parts) <= 2 or any(not part or part != part.strip() for part in parts):
+        raise InputError(f"tolerance key {key!r} is not METRIC or TASK:METRIC", field="--metric-tolerance")
+    return key
+
+
+def _check_tolerance(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+        raise InputError(f"a tolerance is a finite number >= 0 (absolute), got {value!r}", field=where)
+    return float(value)
+
+
+def _check_options(n_resamples: Any, confidence: Any, seed: Any) -> None:
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, numbers.Integral) or n_resamples < 2:
+        raise InputError(f"expected an integer >= 2, got {n_resamples!r}", field="--resamples")
+    if isinstance(confidence, bool) or not isinstance(confidence, numbers.Real) or not 0 < confidence < 1:
+        raise InputError(f"expected a level strictly between 0 and 1, got {confidence!r}", field="--confidence")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise InputError(f"expected an integer >= 0, got {seed!r}", field="--seed")
+
+
+# ------------------------------------------------------------------------------------------------
+# Loading one side
+
+
+@dataclass(frozen=True)
+class _Side:
+    """One side's record of a task, with what its sample log supports (None: no log)."""
+
+    path: Path
+    record: dict
+    samples: SampleMetrics | None = None
+
+    @property
+    def label(self) -> str:
+        return self.record["model"].get("label", self.record["model"]["name"])
+
+
+def _load(source: str | os.PathLike, model: str | None, flag: str) -> dict[str, _Side]:
+    """The records of ``source`` by task name: one model per task, or the one ``model`` names."""
+    found = read_record_files(source)
+    if model is not None:
+        chosen = [(path, record) for path, record in found
+                  if model in (record["model"].get("label"), record["model"]["name"])]
+        if not chosen:
+            labels = sorted({record["model"].get("label", record["model"]["name"]) for _, record in found})
+            raise InputError(f"no record of model {model!r} here (models: {', '.join(labels)})", path=source,
+                             field=flag)
+        found = chosen
+    by_task: dict[str, list[tuple[Path, dict]]] = {}
+    for path, record in found:
+        by_task.setdefault(record["task"]["name"], []).append((path, record))
+    sides = {}
+    for task, entries in by_task.items():
+        if len(entries) > 1:
+            labels = [record["model"].get("label", record["model"]["name"]) for _, record in entries]
+            which = ", ".join(labels) if len(set(labels)) == len(labels) else ", ".join(str(p) for p, _ in entries)
+            raise InputError(f"task {task} has {len(entries)} records ({which}): choose one model with {flag}",
+                             path=source, field=flag)
+        path, record = entries[0]
+        sides[task] = _Side(path, record)
+    return sides
+
+
+def _with_samples(side: _Side) -> _Side:
+    """``side`` with its sample log read and rebuilt into per-sample statistics (bad lines raise)."""
+    samples = read_sample_log(side.path)
+    if samples is None:
+        return side
+    return _Side(side.path, side.record, sample_metrics(side.record, samples, log=sample_log_of(side.path)))
+
+
+# ------------------------------------------------------------------------------------------------
+# Comparing
+
+
+def compare_results(
+    baseline: str | os.PathLike,
+    candidate: str | os.PathLike,
+    *,
+    tolerance: float = DEFAULT_TOLERANCE,
+    tolerances: Mapping[str, float] = {},
+    baseline_model: str | None = None,
+    candidate_model: str | None = None,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> GateReport:
+    """Compare the candidate's records with the baseline's; see the module docstring for the rule.
+
+    ``baseline`` and ``candidate`` are record files or result directories (``run --output``).
+    ``tolerances`` maps ``METRIC`` or ``TASK:METRIC`` to an absolute tolerance that replaces
+    ``tolerance`` there. Every input is read and checked before anything is computed; bad input
+    (unreadable records or sample logs, a missing sample field, a bad tolerance, several models for
+    a task without a choice, no task in common) is an `InputError` naming the file and the field.
+    """
+    default = _check_tolerance(tolerance, "--tolerance")
+    overrides = {_check_key(key): _check_tolerance(value, f"--metric-tolerance {key}")
+                 for key, value in tolerances.items()}
+    _check_options(n_resamples, confidence, seed)
+    base = _load(baseline, baseline_model, "--baseline-model")
+    cand = _load(candidate, candidate_model, "--candidate-model")
+    shared = [task for task in base if task in cand]
+    if not shared:
+        raise InputError(f"no task in common: the baseline has {', '.join(sorted(base))}; the candidate has "
+                         f"{', '.join(sorted(cand))}", path=candidate)
+    _check_keys_match(overrides, base, cand)
+    pairs = [(task, _with_samples(base[task]), _with_samples(cand[task])) for task in shared]
+    not_compared = [NotCompared(task, None, "only in the baseline") for task in base if task not in cand]
+    not_compared += [NotCompared(task, None, "only in the candidate") for task in cand if task not in base]
+    comparisons, notes = [], []
+    options = {"n_resamples": int(n_resamples), "confidence": float(confidence), "seed": int(seed)}
+    for task, before, after in pairs:
+        notes += _task_notes(task, before, after)
+        same_items = (before.samples is not None and after.samples is not None
+                      and before.samples.items == after.samples.items)
+        for name in _metric_names(before.record, after.record):
+            outcome = _compare_metric(task, name, before, after, same_items,
+                                      _tolerance_of(task, name, default, overrides), options)
+            (comparisons if isinstance(outcome, MetricComparison) else not_compared).append(outcome)
+    return GateReport(
+        baseline=str(baseline), candidate=str(candidate),
+        baseline_models=tuple(dict.fromkeys(base[task].label for task in shared)),
+        candidate_models=tuple(dict.fromkeys(cand[task].label for task in shared)),
+        comparisons=tuple(comparisons), not_compared=tuple(not_compared), notes=tuple(dict.fromkeys(notes)),
+        tolerance=default, tolerances=dict(overrides), **options)
+
+
+def _check_keys_match(overrides: Mapping[str, float], base: Mapping[str, _Side], cand: Mapping[str, _Side]) -> None:
+    """A tolerance key that names no metric of either side is a typo, not a silent no-op."""
+    known = {(task, name) for sides in (base, cand) for task, side in sides.items() for name in side.record["metrics"]}
+    for key in overrides:
+        task, _, metric = key.rpartition(":")
+        if not any(name == metric and (not task or task == other) for other, name in known):
+            raise InputError(f"tolerance key {key!r} names no metric of the compared records",
+                             field="--metric-tolerance")
+
+
+def _tolerance_of(task: str, metric: str, default: float, overrides: Mapping[str, float]) -> float:
+    """``TASK:METRIC`` wins over ``METRIC``, which wins over the default."""
+    return overrides.get(f"{task}:{metric}", overrides.get(metric, default))
+
+
+def _metric_names(baseline: Mapping[str, Any], candidate: Mapping[str, Any]) -> list[str]:
+    """The gated metrics of either record: the baseline's order, then the candidate's extras."""
+    names = list(baseline["metrics"]) + [name for name in candidate["metrics"] if name not in baseline["metrics"]]
+    return [name for name in names
+            if any(r["metrics"].get(name, {}).get("direction") in _ARROWS for r in (baseline, candidate))]
+
+
+def _compare_metric(task: str, name: str, before: _Side, after: _Side, same_items: bool, tolerance: float,
+                    options: Mapping[str, Any]) -> MetricComparison | NotCompared:
+    """One metric: not compared (one side lacks it, a null value, directions differ), or its verdict."""
+    sides = {"baseline": before.record["metrics"].get(name), "candidate": after.record["metrics"].get(name)}
+    for side, metric in sides.items():
+        if metric is None:
+            return NotCompared(task, name, f"only in the {'candidate' if side == 'baseline' else 'baseline'}")
+    for side, metric in sides.items():
+        if not _is_value(metric["value"]):
+            return NotCompared(task, name, f"the {side} value is {metric['value']!r}, not a number")
+    direction = sides["baseline"]["direction"]
+    if sides["candidate"]["direction"] != direction:
+        return NotCompared(task, name, f"the direction differs (baseline {direction!r}, candidate "
+                                       f"{sides['candidate']['direction']!r})")
+    value_a, value_b = float(sides["baseline"]["value"]), float(sides["candidate"]["value"])
+    interval, p_value, basis = _interval(name, before, after, same_items, options)
+    return MetricComparison(task=task, metric=name, direction=direction, unit=sides["baseline"]["unit"],
+                            baseline=value_a, candidate=value_b, tolerance=tolerance, interval=interval,
+                            p_value=p_value, basis=basis,
+                            verdict=_verdict(value_b - value_a, direction, tolerance, interval))
+
+
+def _is_value(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _verdict(delta: float, direction: str, tolerance: float, interval: tuple[float, float] | None) -> str:
+    """Regression: worse by more than the tolerance and, with an interval, all of it on the worse side."""
+    worse = -delta if direction == "higher" else delta
+    if worse == 0:
+        return UNCHANGED
+    if worse < 0:
+        return IMPROVED
+    if worse - tolerance <= _ROUNDING * max(1.0, abs(tolerance)):
+        return WITHIN_TOLERANCE
+    if interval is not None:
+        low, high = interval
+        excluded = high < 0 if direction == "higher" else low > 0
+        if not excluded:
+            return WITHIN_NOISE
+    return REGRESSION
+
+
+def _interval(name: str, before: _Side, after: _Side, same_items: bool,
+              options: Mapping[str, Any]) -> tuple[tuple[float, float] | None, float | None, str]:
+    """The paired bootstrap interval of the difference, with its p-value and basis, or why there is none."""
+    if before.samples is None or after.samples is None:
+        missing = " and ".join(side for side, s in (("baseline", before), ("candidate", after)) if s.samples is None)
+        return None, None, f"no sample log beside the {missing} record"
+    reasons = {side: s.samples.point_only.get(name) for side, s in (("baseline", before), ("candidate", after))}
+    if any(reasons.values()):
+        if len(set(reasons.values())) == 1:
+            return None, None, str(reasons["baseline"])
+        return None, None, "; ".join(f"{side}: {r}" for side, r in reasons.items() if r)
+    if not same_items:
+        return None, None, "the sample logs cover different items"
+    first, second = before.samples.per_sample.get(name), after.samples.per_sample.get(name)
+    if first is None or second is None:
+        return None, None, "not in the sample log"
+    paired = _paired(first, second)
+    if isinstance(paired, str):
+        return None, None, paired
+    values_a, values_b, clusters = paired
+    try:
+        result = paired_bootstrap(values_a, values_b, first.statistic, clusters=clusters, **options)
+    except ValueError as error:
+        return None, None, f"no bootstrap interval: {error}"
+    units = len(first.ids) if clusters is None else len(set(clusters))
+    what = "samples" if first.clusters is None else "videos"
+    return ((result.low, result.high), result.p_value,
+            f"paired bootstrap over {units} {what} ({len(first.ids)} samples)")
+
+
+def _paired(first: PerSample, second: PerSample) -> tuple[np.ndarray, np.ndarray, tuple[str, ...] | None] | str:
+    """Both runs' rows in the baseline's sample order, and the cluster keys when videos repeat.
+
+    With every video distinct the cluster bootstrap draws exactly what the plain one draws
+    (`cluster_units` numbers units in order of appearance), so no keys are passed and
+    `paired_bootstrap` may take its vectorised median.
+    """
+    if first.statistic is not second.statistic:
+        return "the two sample logs give this metric different statistics"
+    if set(first.ids) != set(second.ids):
+        return "the sample logs count different samples toward it"
+    position = {identifier: row for row, identifier in enumerate(second.ids)}
+    order = np.fromiter((position[identifier] for identifier in first.ids), dtype=np.int64, count=len(first.ids))
+    clusters = first.clusters
+    if clusters is not None and len(set(clusters)) == len(clusters):
+        clusters = None
+    return first.values, second.values[order], clusters
+
+
+def _task_notes(task: str, before: _Side, after: _Side) -> list[str]:
+    """What differs between the two records of a task beyond the metrics, worth a reader's attention."""
+    a, b = before.record, after.record
+    notes = []
+    checks = (("the task definition differs (task hash", a["task"].get("hash"), b["task"].get("hash")),
+              ("the dataset files differ (fingerprint", (a.get("dataset") or {}).get("sha256"),
+               (b.get("dataset") or {}).get("sha256")),
+              ("the tie policy differs (policy", (a.get("ties") or {}).get("policy"),
+               (b.get("ties") or {}).get("policy")))
+    for what, first, second in checks:
+        if first != second:
+            notes.append(f"{task}: {what} {_short(first)} in the baseline, {_short(second)} in the candidate)")
+    coverage = [((r.get("dataset") or {}).get("coverage") or {}) for r in (a, b)]
+    counts = [(c.get("evaluated"), c.get("total")) for c in coverage]
+    if counts[0] != counts[1]:
+        notes.append(f"{task}: {counts[0][0]} of {counts[0][1]} items evaluated in the baseline, "
+                     f"{counts[1][0]} of {counts[1][1]} in the candidate")
+    for side, s in (("baseline", before), ("candidate", after)):
+        if s.samples is None:
+            notes.append(f"{task}: no sample log beside the {side} record ({sample_log_of(s.path)}): "
+                         "point comparisons only")
+        else:
+            notes += [f"{task}: {note}" for note in s.samples.notes]
+    if before.samples is not None and after.samples is not None and before.samples.items != after.samples.items:
+        difference = _item_difference(before.samples, after.samples)
+        notes.append(f"{task}: the sample logs cover different items ({difference}): point comparisons only")
+    return notes
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text[:12] if re.fullmatch(r"[0-9a-f]{64}", text) else repr(value)
+
+
+def _item_difference(first: SampleMetrics, second: SampleMetrics) -> str:
+    only_a = len(first.items.keys() - second.items.keys())
+    only_b = len(second.items.keys() - first.items.keys())
+    moved = sum(1 for key in first.items.keys() & second.items.keys() if first.items[key] != second.items[key])
+    parts = [f"{only_a} only in the baseline", f"{only_b} only in the candidate"]
+    if moved:
+        parts.append(f"{moved} with another video")
+    return ", ".join(parts)
+
+
+# ------------------------------------------------------------------------------------------------
+# Rendering
+
+
+def format_number(value: float, unit: str) -> str:
+    """Four decimals for fractions, three for ranks and costs: enough to see a 0.001 tolerance."""
+    return f"{value:.3f}" if unit in ("rank", "cost") else f"{value:.4f}"
+
+
+def format_delta(comparison: MetricComparison) -> str:
+    return f"{comparison.delta:+.3f}" if comparison.unit in ("rank", "cost") else f"{comparison.delta:+.4f}"
+
+
+def format_interval(comparison: MetricComparison) -> str:
+    """``[low, high]`` of the difference, or ``point`` when there is no interval."""
+    if comparison.interval is None:
+        return "point"
+    digits = 3 if comparison.unit in ("rank", "cost") else 4
+    low, high = comparison.interval
+    return f"[{low:+.{digits}f}, {high:+.{digits}f}]"
+
+
+def metric_label(comparison: MetricComparison) -> str:
+    return f"{comparison.metric} {_ARROWS[comparison.direction]}"
+
+
+def to_markdown(report: GateReport) -> str:
+    """The report as a pull-request comment: verdict, regressions, every metric, what was not compared."""
+    mark = "✅" if report.passed else "❌"
+    level = f"{report.confidence:.0%}"
+    lines = [f"{mark} **instract-eval regress: {_md(report.verdict())}**", "",
+             f"Baseline `{_md(report.baseline)}` ({_md(', '.join(report.baseline_models))}) vs candidate "
+             f"`{_md(report.candidate)}` ({_md(', '.join(report.candidate_models))}). {_md(_rule(report))}", ""]
+    lines += ["### Regressions", ""]
+    lines += _md_table(report.regressions, level) if report.regressions else ["None.", ""]
+    lines += ["### All compared metrics", ""] + _md_table(report.comparisons, level)
+    if report.not_compared:
+        lines += ["### Not compared", ""]
+        lines += [f"- `{_md(item.task)}`" + (f" `{_md(item.metric)}`" if item.metric else "") + f": {_md(item.reason)}"
+                  for item in report.not_compared] + [""]
+    if report.notes:
+        lines += ["### Notes", ""] + [f"- {_md(note)}" for note in report.notes] + [""]
+    points = _point_reasons(report)
+    if points:
+        lines += ["<details><summary>Why some metrics are point comparisons</summary>", ""]
+        lines += [f"- `{_md(task)}` {_md(', '.join(names))}: {_md(reason)}" for (task, reason), names in points.items()]
+        lines += ["", "</details>", ""]
+    return "\n".join(lines)
+
+
+def _rule(report: GateReport) -> str:
+    overrides = ", ".join(f"{key}={value:g}" for key, value in report.tolerances.items())
+    return (f"A metric regresses when it is worse by more than its tolerance ({report.tolerance:g} absolute"
+            + (f"; {overrides}" if overrides else "") + f") and its {report.confidence:.0%} paired bootstrap "
+            f"interval ({report.n_resamples} resamples of whole videos, seed {report.seed}) lies on the worse side "
+            "of zero; without an interval the tolerance alone decides.")
+
+
+def _md_table(comparisons: Sequence[MetricComparison], level: str) -> list[str]:
+    rows = [f"| task | metric | baseline | candidate | Δ | {level} CI of Δ | verdict |",
+            "|---|---|---:|---:|---:|---:|---|"]
+    for c in comparisons:
+        verdict = f"**{c.verdict}**" if c.regressed else c.verdict
+        cells = [c.task, metric_label(c), format_number(c.baseline, c.unit), format_number(c.candidate, c.unit),
+                 format_delta(c), format_interval(c)]
+        rows.append("| " + " | ".join(_md(cell) for cell in cells) + f" | {verdict} |")
+    return rows + [""]
+
+
+def _point_reasons(report: GateReport) -> dict[tuple[str, str], list[str]]:
+    """Point comparisons grouped by task and reason, so a long list of mAP thresholds reads as one line."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for c in report.comparisons:
+        if c.interval is None:
+            grouped.setdefault((c.task, c.basis), []).append(c.metric)
+    return grouped
+
+
+def _md(text: str) -> str:
+    """Text safe inside a markdown table cell or list item: pipes escaped, line breaks and backticks removed."""
+    return re.sub(r"[\r\n]+", " ", str(text)).replace("|", "\\|").replace("`", "'")
+
+
+def to_junit(report: GateReport) -> str:
+    """JUnit XML: one testsuite, one testcase per compared (task, metric), a failure per regression."""
+    suite = ET.Element("testsuite", name="instract-eval regress", tests=str(len(report.comparisons)),
+                       failures=str(len(report.regressions)), errors="0", skipped="0")
+    properties = ET.SubElement(suite, "properties")
+    for key, value in (("baseline", report.baseline), ("candidate", report.candidate),
+                       ("tolerance", f"{report.tolerance:g}"), ("confidence", f"{report.confidence:g}"),
+                       ("resamples", str(report.n_resamples)), ("seed", str(report.seed))):
+        ET.SubElement(properties, "property", name=key, value=_xml(value))
+    for c in report.comparisons:
+        case = ET.SubElement(suite, "testcase", classname=_xml(c.task), name=_xml(c.metric))
+        summary = (f"{c.metric} ({c.direction} is better): {format_number(c.baseline, c.unit)} -> "
+                   f"{format_number(c.candidate, c.unit)}, delta {format_delta(c)}, "
+                   f"{report.confidence:.0%} CI {format_interval(c)}, tolerance {c.tolerance:g}")
+        if c.regressed:
+            failure = ET.SubElement(case, "failure", type="regression", message=_xml(f"regression: {summary}"))
+            failure.text = _xml(f"{summary}\nbasis: {c.basis}")
+        else:
+            ET.SubElement(case, "system-out").text = _xml(f"{c.verdict}: {summary}; basis: {c.basis}")
+    extra = [f"not compared: {item.task}" + (f" {item.metric}" if item.metric else "") + f": {item.reason}"
+             for item in report.not_compared] + [f"note: {note}" for note in report.notes]
+    ET.SubElement(suite, "system-out").text = _xml("\n".join([report.verdict(), *extra]))
+    return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _xml(text: str) -> str:
+    """``text`` without the characters XML 1.0 cannot hold (control characters), which no escape fixes."""
+    return re.sub("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]", "\ufffd", str(text))
