@@ -31,6 +31,8 @@ score_app = typer.Typer(
 app.add_typer(score_app, name="score")
 list_app = typer.Typer(help="List what the tool knows: registered tasks and groups, and models.", no_args_is_help=True)
 app.add_typer(list_app, name="list")
+leaderboard_app = typer.Typer(help="Publish result records as a static leaderboard site.", no_args_is_help=True)
+app.add_typer(leaderboard_app, name="leaderboard")
 
 Output = Annotated[
     Optional[Path],
@@ -243,6 +245,10 @@ def run(
     allow_missing: Annotated[bool, typer.Option(
         "--allow-missing", help="Evaluate the videos that are present instead of failing on a missing "
         "one; the record's coverage says what was left out.")] = False,
+    site: Annotated[Optional[Path], typer.Option(
+        "--site", help="Directory for the leaderboard site of every record in OUTPUT (default: OUTPUT-site, "
+        "beside OUTPUT; open its index.html).", file_okay=False)] = None,
+    no_site: Annotated[bool, typer.Option("--no-site", help="Do not build the leaderboard site.")] = False,
     debug: Debug = False,
 ) -> None:
     """Evaluate models on tasks: batched, deduplicated across tasks, cached, resumable, distributed.
@@ -279,6 +285,12 @@ def run(
                 typer.echo(f"skipped {task_name} for {model_name}: it {why}")
             typer.echo(f"wrote {len(report.written)} result records to {output}/"
                        + (" with per-sample logs" if log_samples else ""))
+            if not no_site:
+                from .leaderboard import build_site
+
+                site = site or output.parent / f"{output.name}-site"
+                build_site([output], site)
+                typer.echo(f"leaderboard of every record in {output}/: {site / 'index.html'}")
     finally:
         close_process_group()
 
@@ -298,22 +310,82 @@ def compare(
     debug: Debug = False,
 ) -> None:
     """Side-by-side headline metrics of result records, with the difference when there are two columns."""
-    from .results import read_records
+    from .results import label_by_source
     from .runner.summary import summary_table
 
-    short = [source.name or str(source) for source in sources]
-    names = dict(zip(sources, short if len(set(short)) == len(short) else map(str, sources)))
-    loaded = [(names[source], read_records(source)) for source in sources]
-    columns = [(source, record["model"].get("label", record["model"]["name"]))
-               for source, records in loaded for record in records]
-    ambiguous = {label for _, label in columns if len({s for s, other in columns if other == label}) > 1}
-    records = []
-    for source, found in loaded:
-        for record in found:
-            label = record["model"].get("label", record["model"]["name"])
-            record["model"]["label"] = f"{source}:{label}" if label in ambiguous else label
-            records.append(record)
-    _print_table(summary_table(records, delta=True))
+    _print_table(summary_table(label_by_source(sources), delta=True))
+
+
+@app.command("regress")
+def regress(
+    baseline: Annotated[Path, typer.Option(
+        "--baseline", help="Baseline result records: a record file or a result directory (the --output of "
+        "`run`). Sample logs beside the records (run --log-samples) give bootstrap intervals.")],
+    candidate: Annotated[Path, typer.Option(
+        "--candidate", help="Candidate result records, as --baseline; records are paired with the "
+        "baseline's by task name.")],
+    tolerance: Annotated[float, typer.Option(
+        "--tolerance", help="How much worse (absolute, in the metric's unit) a metric may get before it "
+        "can regress.")] = 0.01,
+    metric_tolerance: Annotated[Optional[list[str]], typer.Option(
+        "--metric-tolerance", help="METRIC=TOL (that metric in every task) or TASK:METRIC=TOL (one task's "
+        "metric) replaces --tolerance there; TASK:METRIC wins over METRIC; repeatable.")] = None,
+    baseline_model: Annotated[Optional[str], typer.Option(
+        "--baseline-model", help="The model (label or name) to take from --baseline when it holds records "
+        "of several models for a task.")] = None,
+    candidate_model: Annotated[Optional[str], typer.Option(
+        "--candidate-model", help="The model (label or name) to take from --candidate, as --baseline-model.")] = None,
+    resamples: Annotated[int, typer.Option(
+        "--resamples", help="Paired bootstrap resamples (of videos) behind each interval.")] = 10_000,
+    confidence: Annotated[float, typer.Option(
+        "--confidence", help="Level of each bootstrap interval of the difference.")] = 0.95,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap draws: the same seed gives the same "
+                                      "intervals.")] = 0,
+    markdown: Annotated[Optional[Path], typer.Option(
+        "--markdown", help="Also write the report as Markdown (a pull-request comment) to this file.",
+        dir_okay=False)] = None,
+    junit: Annotated[Optional[Path], typer.Option(
+        "--junit", help="Also write JUnit XML to this file: one test case per compared task and metric, a "
+        "failure for each regression.", dir_okay=False)] = None,
+    debug: Debug = False,
+) -> None:
+    """Regression gate: compare a candidate run's result records with a baseline's and fail on a regression.
+
+    Every metric of the tasks both sides have whose direction is higher- or lower-is-better is compared. It regresses when it is worse than the baseline by more than its tolerance and, when both records have sample logs of the same items, its paired bootstrap interval of the difference (videos resampled) lies on the worse side of zero; without that interval the tolerance alone decides.
+
+    Prints the comparison and the verdict. Exit code 0 when nothing regresses, 1 when something does, 2 on bad input (then no file is written).
+    """
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .regress import (compare_results, format_delta, format_interval, format_number, metric_label,
+                          parse_tolerance, to_junit, to_markdown)
+
+    for path, flag in ((markdown, "--markdown"), (junit, "--junit")):
+        if path is not None and not (path.parent if str(path.parent) else Path(".")).is_dir():
+            raise InputError(f"directory {path.parent} does not exist", path=path, field=flag)
+    report = compare_results(baseline, candidate, tolerance=tolerance,
+                             tolerances=dict(parse_tolerance(text) for text in metric_tolerance or ()),
+                             baseline_model=baseline_model, candidate_model=candidate_model,
+                             n_resamples=resamples, confidence=confidence, seed=seed)
+    outputs = [(path, render(report)) for path, render in ((markdown, to_markdown), (junit, to_junit)) if path]
+    for path, text in outputs:
+        write_atomic(path, text)
+    table = Table(title=f"{escape(str(candidate))} against {escape(str(baseline))} "
+                        "(↑ higher is better, ↓ lower is better)")
+    for column in ("task", "metric", "baseline", "candidate", "Δ", f"{report.confidence:.0%} CI of Δ", "verdict"):
+        table.add_column(column, overflow="fold", no_wrap=column not in ("task", "metric"),
+                         justify="right" if column in ("baseline", "candidate", "Δ") else "left")
+    for c in report.comparisons:
+        table.add_row(escape(c.task), escape(metric_label(c)), format_number(c.baseline, c.unit),
+                      format_number(c.candidate, c.unit), format_delta(c), format_interval(c), c.verdict,
+                      style="bold red" if c.regressed else None)
+    hints = [f"not compared: {item.task}" + (f" {item.metric}" if item.metric else "") + f": {item.reason}"
+             for item in report.not_compared] + [f"note: {note}" for note in report.notes]
+    _print_table(table, escape("\n".join(hints)) if hints else None)
+    typer.echo(report.verdict())
+    if not report.passed:
+        raise typer.Exit(1)
 
 
 @list_app.command("models")
@@ -333,6 +405,49 @@ def list_models(debug: Debug = False) -> None:
     _print_table(table, "Create one with --model NAME [--model-args key=value,...]; any factory also runs as "
                  "--model package.module:factory. Third-party packages register models under the "
                  "entry-point group instract_eval.adapters.")
+
+
+def _parse_matches(texts: list[str]) -> dict[str, str]:
+    """``LABEL=METHOD`` pairs; METHOD must be a reported row's name, so a typo is caught here."""
+    from .leaderboard.reported import reported_rows, reported_tasks
+
+    known = {row.method for task in reported_tasks() for row in reported_rows(task)}
+    matches = {}
+    for text in texts:
+        label, equals, method = text.partition("=")
+        if not equals or not label.strip() or not method.strip():
+            raise InputError(f"'{text}' is not LABEL=METHOD", field="--match")
+        if method.strip() not in known:
+            raise InputError(f"no paper reports a method named '{method.strip()}' (the names are those of the "
+                             "task pages' reported rows)", field="--match")
+        matches[label.strip()] = method.strip()
+    return matches
+
+
+@leaderboard_app.command("build")
+def leaderboard_build(
+    sources: Annotated[list[Path], typer.Argument(help="Result record files, or directories of them (the "
+                                                  "--output of `run`).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the site (created; a site built "
+                                      "there before is replaced, other files are refused).", file_okay=False)],
+    match: Annotated[Optional[list[str]], typer.Option(
+        "--match", help="LABEL=METHOD: our model LABEL is the paper's METHOD, so the page shows the "
+        "difference; repeatable. Names that agree ignoring case and punctuation match without it.")] = None,
+    no_reported: Annotated[bool, typer.Option("--no-reported", help="Leave out the papers' published "
+                                              "numbers.")] = False,
+    title: Annotated[str, typer.Option("--title", help="The site's title.")] = "instract-eval leaderboard",
+    debug: Debug = False,
+) -> None:
+    """Build a static leaderboard site: an index with one sortable table per task group and a page per
+    task with every metric, breakdowns, plots, the papers' reported numbers and each row's provenance.
+
+    The pages are self-contained (no server, nothing fetched), so they open from file:// or any static host.
+    """
+    from .leaderboard import build_site
+
+    board = build_site(sources, out, matches=_parse_matches(list(match or ())), include_reported=not no_reported,
+                       title=title)
+    typer.echo(f"wrote {len(board.tasks) + 1} pages for {board.num_records} result records: {out / 'index.html'}")
 
 
 @app.command("synth")

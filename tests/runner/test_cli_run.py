@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +77,8 @@ def test_run_with_no_arguments_compares_the_two_synth_models(capsys, tmp_path, m
     # Localization by sliding windows: only the order-aware model tells grow from shrink, left from right.
     assert values["synth-temporal", "synth-tal"] > 0.4 > 0.1 > values["synth-bag-of-frames", "synth-tal"]
     assert values["synth-temporal", "synth-lap"] == 0.0  # class names, not descriptions: no language advantage
+    # ... and the leaderboard of its results, beside them.
+    index = tmp_path / "results-site" / "index.html"
+    assert f"leaderboard of every record in results/: {Path('results-site') / 'index.html'}" in out
+    assert "Synthetic action world" in index.read_text()
+    assert len(list((tmp_path / "results-site").glob("synth-*.html"))) == 9

@@ -1,0 +1,435 @@
+"""What the leaderboard shows, computed from result records alone: groups, tables, rows, cells.
+
+The site renders this model and nothing else, so everything a page says (which value is best,
+which row is reported by a paper, how a reproduced number differs from the published one) is
+decided here and tested without a browser.
+
+Rows are *reproduced* (one per model label, from our result records) or *reported* (a paper's
+published number, from :mod:`instract_eval.leaderboard.reported`). A reproduced row is matched to
+a reported method when their names agree after lower-casing and dropping everything but letters
+and digits (``viclip`` matches ``ViCLIP``), or when the user says so (``--match LABEL=METHOD``);
+only then is the difference shown.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .reported import ReportedRow, reported_rows, sources
+
+__all__ = ["Board", "Cell", "Column", "Group", "Row", "TaskPage", "build_board", "format_value"]
+
+# Known groups, in the order the index shows them, with their titles. A task in several groups is
+# shown in the first of these it belongs to; other groups follow in the order records name them.
+GROUP_TITLES = {
+    "instract-bench": "InstrAct Bench",
+    "actionbench": "ActionBench",
+    "srt": "Synonym Robustness Test (SRT)",
+    "tal": "Temporal action localization",
+    "action100m-recognition": "Action100M zero-shot recognition",
+    "action100m-retrieval": "Action100M zero-shot retrieval",
+    "action100m": "Action100M",
+    "synth": "Synthetic action world",
+}
+UNGROUPED = "other"
+UNGROUPED_TITLE = "Other tasks"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One metric of one task, with the direction that makes a value better."""
+
+    task: str
+    metric: str
+    direction: str | None
+    unit: str
+
+    @property
+    def arrow(self) -> str:
+        return {"higher": "↑", "lower": "↓"}.get(self.direction or "", "")
+
+    @property
+    def unit_label(self) -> str:
+        return "%" if self.unit == "fraction" else self.unit
+
+
+@dataclass
+class Cell:
+    """One value; ``std`` where the metric is a mean over runs; ``best`` within its column."""
+
+    value: float | None
+    std: float | None = None
+    best: bool = False
+    unit: str = "fraction"
+
+    @property
+    def text(self) -> str:
+        return "–" if self.value is None else format_value(self.value, self.unit, self.std)
+
+
+@dataclass
+class Row:
+    """A table row: a model we evaluated (reproduced) or a paper's number (reported)."""
+
+    label: str
+    kind: str  # "reproduced" | "reported"
+    cells: list[Cell]
+    anchor: str = ""  # id of the provenance entry (reproduced) or the reference (reported)
+    citation: str = ""
+    note: str | None = None
+
+
+@dataclass
+class Table:
+    columns: list[Column]
+    rows: list[Row]
+
+
+@dataclass
+class Provenance:
+    """Where a reproduced number comes from: everything needed to rerun it and trust it."""
+
+    anchor: str
+    label: str
+    task: str
+    fields: list[tuple[str, str]]
+
+
+@dataclass
+class Difference:
+    """A reproduced value next to the published one for the same model, metric and task."""
+
+    label: str
+    method: str
+    paper: str
+    citation: str
+    metric: str
+    unit: str
+    reproduced: float
+    reported: float
+
+    @property
+    def delta(self) -> float:
+        return self.reproduced - self.reported
+
+    @property
+    def delta_text(self) -> str:
+        scale = 100.0 if self.unit == "fraction" else 1.0
+        return f"{self.delta * scale:+.1f}" if self.unit == "fraction" else f"{self.delta * scale:+.2f}"
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How much of the task a record evaluated; videos that failed are left out only under
+    ``--allow-missing``."""
+
+    label: str
+    evaluated: int | None
+    total: int | None
+    failed_videos: int
+
+    @property
+    def fraction_text(self) -> str:
+        return "–" if not self.total or self.evaluated is None else format_value(self.evaluated / self.total, "fraction")
+
+
+def _coverage(record: Mapping[str, Any]) -> Coverage:
+    coverage = _dig(record, "dataset", "coverage") or {}
+    count = lambda key: int(v) if isinstance(v := coverage.get(key), int) and not isinstance(v, bool) else None  # noqa: E731
+    failed = coverage.get("failed_videos")
+    return Coverage(_label(record), count("evaluated"), count("total"), len(failed) if isinstance(failed, dict) else 0)
+
+
+@dataclass
+class Breakdown:
+    """A per-category / per-class / per-run table: one row per part, one column per model."""
+
+    title: str
+    unit: str
+    models: list[str]
+    rows: list[tuple[str, list[Cell]]]
+
+
+@dataclass
+class TaskPage:
+    """Everything one task's page shows."""
+
+    name: str
+    slug: str
+    kind: str
+    paper: str
+    description: str
+    group: str
+    table: Table
+    records: list[dict]
+    provenance: list[Provenance]
+    differences: list[Difference]
+    reported: list[ReportedRow]
+    breakdowns: list[Breakdown] = field(default_factory=list)
+    coverage: list[Coverage] = field(default_factory=list)
+
+
+@dataclass
+class Group:
+    key: str
+    title: str
+    tasks: list[TaskPage]
+    table: Table
+
+
+@dataclass
+class Board:
+    groups: list[Group]
+    tasks: list[TaskPage]
+    references: dict[str, dict] = field(default_factory=dict)
+    num_records: int = 0
+
+
+def format_value(value: float, unit: str, std: float | None = None) -> str:
+    """A fraction as a percentage with one decimal (as the papers print it), a rank with two."""
+    if unit == "fraction":
+        text = f"{100 * value:.1f}"
+        return text if std is None else f"{text} ± {100 * std:.1f}"
+    if unit == "count":
+        return f"{value:.0f}"
+    digits = 2 if unit == "rank" else 3
+    text = f"{value:.{digits}f}"
+    return text if std is None else f"{text} ± {std:.{digits}f}"
+
+
+def slug(name: str, taken: set[str]) -> str:
+    """A file-name-safe, unique page name: names come from result files and may hold anything. A name
+    that had to change keeps a readable prefix and gains a hash of the original, so two names that
+    differ only in unsafe characters get different pages."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")
+    if safe != name or not safe:
+        safe = f"{safe[:40].rstrip('-.') or 'task'}-{hashlib.sha256(name.encode('utf-8')).hexdigest()[:8]}"
+    candidate, number = safe, 2
+    while candidate.lower() in taken:
+        candidate, number = f"{safe}-{number}", number + 1
+    taken.add(candidate.lower())
+    return candidate
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def _label(record: Mapping[str, Any]) -> str:
+    return record["model"].get("label") or record["model"]["name"]
+
+
+def _display_group(records: Sequence[Mapping[str, Any]]) -> str:
+    groups = [g for record in records for g in record["task"].get("groups") or [] if isinstance(g, str)]
+    for known in GROUP_TITLES:
+        if known in groups:
+            return known
+    return groups[0] if groups else UNGROUPED
+
+
+def _columns(records: Sequence[Mapping[str, Any]], headline_only: bool) -> list[Column]:
+    """The task's gated metrics (a direction), headline first, in the order records list them."""
+    seen: dict[str, Column] = {}
+    headline: set[str] = set()
+    for record in records:
+        for name, metric in record["metrics"].items():
+            if metric.get("direction") not in ("higher", "lower") or name in seen:
+                continue
+            seen[name] = Column(record["task"]["name"], name, metric["direction"], metric.get("unit", ""))
+            if metric.get("headline"):
+                headline.add(name)
+    first = [c for name, c in seen.items() if name in headline]
+    return first if headline_only and first else first + [c for name, c in seen.items() if name not in headline]
+
+
+def _cell(metrics: Mapping[str, Any], column: Column) -> Cell:
+    metric = metrics.get(column.metric)
+    value = metric.get("value") if isinstance(metric, Mapping) else None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return Cell(None, unit=column.unit)
+    spread = metrics.get(f"{column.metric}.std")
+    std = spread.get("value") if isinstance(spread, Mapping) else None
+    return Cell(float(value), float(std) if isinstance(std, (int, float)) else None, unit=column.unit)
+
+
+def _reported_cell(row: ReportedRow, column: Column) -> Cell:
+    value = row.values.get(column.metric)
+    return Cell(value, row.std.get(column.metric), unit=column.unit)
+
+
+def _mark_best(table: Table) -> None:
+    """Mark the best value of every column, by its direction; equal best values are all marked."""
+    for index, column in enumerate(table.columns):
+        values = [row.cells[index].value for row in table.rows if row.cells[index].value is not None]
+        if not values or column.direction not in ("higher", "lower"):
+            continue
+        best = max(values) if column.direction == "higher" else min(values)
+        for row in table.rows:
+            row.cells[index].best = row.cells[index].value == best
+
+
+def _provenance(record: Mapping[str, Any], anchor: str) -> Provenance:
+    model, task, run = record["model"], record["task"], record.get("run") or {}
+    versions, dataset = record.get("versions") or {}, record.get("dataset") or {}
+    coverage = dataset.get("coverage") or {}
+    fields = [
+        ("model", str(model["name"])),
+        ("arguments", ", ".join(f"{k}={v}" for k, v in (model.get("args") or {}).items()) or "none"),
+        ("model fingerprint", str(model.get("fingerprint", "–"))),
+        ("adapter class", str(model.get("class", "–"))),
+        ("task hash", str(task.get("hash", "–"))),
+        ("dataset sha256", str(dataset.get("sha256", "–"))),
+        ("coverage", f"{coverage.get('evaluated', '–')} of {coverage.get('total', '–')} items"),
+        ("tie policy", str((record.get("ties") or {}).get("policy", "–"))),
+        ("date", str(run.get("started_at", "–"))),
+        ("device, precision", f"{run.get('device', '–')}, {run.get('precision', '–')}"),
+        ("wall time", f"{run.get('wall_time_s', '–')} s"),
+        ("versions", ", ".join(f"{k} {v}" for k, v in versions.items() if k not in ("platform", "git_revision"))),
+        ("git revision", str(versions.get("git_revision") or "–")),
+    ]
+    return Provenance(anchor, _label(record), task["name"], fields)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _dig(value: Any, *path: str) -> Any:
+    for key in path:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value
+
+
+def _breakdown(title: str, records: Sequence[Mapping[str, Any]], parts: Callable[[Mapping], Mapping[str, Any]],
+               unit: str = "fraction") -> Breakdown | None:
+    """One row per part name found in any record, one column per record; ``parts`` maps a record's
+    details to ``{part name: value}``."""
+    found = [parts(record.get("details") or {}) or {} for record in records]
+    names = list(dict.fromkeys(name for values in found for name in values))
+    if not names:
+        return None
+    rows = [(str(name), [Cell(_number(values.get(name)), unit=unit) for values in found]) for name in names]
+    breakdown = Breakdown(title, unit, [_label(record) for record in records], rows)
+    for _, cells in breakdown.rows:
+        best = max((c.value for c in cells if c.value is not None), default=None)
+        for cell in cells:
+            cell.best = best is not None and len(cells) > 1 and cell.value == best
+    return breakdown
+
+
+def _breakdowns(kind: str, records: Sequence[Mapping[str, Any]]) -> list[Breakdown]:
+    """The breakdowns each engine writes into ``details``, as tables (see the engines' docstrings)."""
+    made: list[Breakdown | None] = []
+    if kind == "retrieval":
+        made.append(_breakdown("Mean R@1 per category", records,
+                               lambda d: {k: _dig(v, "mean", "R@1") for k, v in (d.get("per_category") or {}).items()}))
+        made.append(_breakdown("Mean R@1 by pool size (videos per pool)", records,
+                               lambda d: {k: _dig(v, "mean", "R@1") for k, v in (d.get("by_pool_size") or {}).items()}))
+        made.append(_breakdown("T2V R@1 per pool", records,
+                               lambda d: {k: _dig(v, "t2v", "R@1") for k, v in (d.get("per_pool") or {}).items()}))
+    elif kind == "classification":
+        made.append(_breakdown("Unseen accuracy per label set (default labels, then each synonym run; the seen "
+                               "classes keep their labels)", records,
+                               lambda d: {k: _dig(v, "unseen", "accuracy") for k, v in (d.get("label_sets") or {}).items()}))
+    elif kind == "localization":
+        made.append(_breakdown("AP per class (mean over the tIoU thresholds)", records, lambda d: d.get("per_class_AP") or {}))
+        made.append(_breakdown("Average mAP per ambiguity group", records, lambda d: d.get("ambiguity") or {}))
+    return [b for b in made if b is not None]
+
+
+def _matches(label: str, method: str, model_name: str, explicit: Mapping[str, str]) -> bool:
+    if label in explicit:
+        return explicit[label] == method
+    wanted = {_normalized(label), _normalized(model_name)}
+    return _normalized(method) in wanted
+
+
+def _task_page(name: str, records: list[dict], page_slug: str, explicit: Mapping[str, str],
+               include_reported: bool) -> TaskPage:
+    columns = _columns(records, headline_only=False)
+    reported = reported_rows(name) if include_reported else []
+    rows, provenance, differences = [], [], []
+    for index, record in enumerate(records):
+        anchor = f"run-{index + 1}"
+        label = _label(record)
+        rows.append(Row(label, "reproduced", [_cell(record["metrics"], c) for c in columns], anchor=anchor))
+        provenance.append(_provenance(record, anchor))
+        for paper_row in reported:
+            if not _matches(label, paper_row.method, record["model"]["name"], explicit):
+                continue
+            for column in columns:
+                mine, theirs = rows[-1].cells[columns.index(column)].value, paper_row.values.get(column.metric)
+                if mine is not None and theirs is not None:
+                    differences.append(Difference(label, paper_row.method, paper_row.paper, paper_row.citation, column.metric,
+                                                  column.unit, mine, theirs))
+    for position, paper_row in enumerate(reported):
+        rows.append(Row(paper_row.method, "reported", [_reported_cell(paper_row, c) for c in columns],
+                        anchor=f"ref-{paper_row.paper}", citation=paper_row.citation, note=paper_row.note))
+    table = Table(columns, rows)
+    _mark_best(table)
+    spec = records[0]["task"].get("spec") or {}
+    return TaskPage(name=name, slug=page_slug, kind=str(records[0]["task"].get("kind", "")),
+                    paper=str(records[0]["task"].get("paper", "")), description=str(spec.get("description", "")),
+                    group=_display_group(records), table=table, records=records, provenance=provenance,
+                    differences=differences, reported=reported,
+                    breakdowns=_breakdowns(str(records[0]["task"].get("kind", "")), records),
+                    coverage=[_coverage(record) for record in records])
+
+
+def _group_table(pages: Sequence[TaskPage]) -> Table:
+    """Headline columns of every task in the group; a reported method's values across its tasks
+    share one row when the paper prints them under one name."""
+    columns = [c for page in pages for c in _columns(page.records, headline_only=True)]
+    reproduced: dict[str, Row] = {}
+    reported: dict[tuple[str, str], Row] = {}
+    for page in pages:
+        for record in page.records:
+            label = _label(record)
+            row = reproduced.setdefault(label, Row(label, "reproduced", [Cell(None, unit=c.unit) for c in columns],
+                                                   anchor=f"{page.slug}.html"))
+            for index, column in enumerate(columns):
+                if column.task == page.name:
+                    row.cells[index] = _cell(record["metrics"], column)
+        for paper_row in page.reported:
+            key = (paper_row.method, paper_row.paper)
+            row = reported.setdefault(key, Row(paper_row.method, "reported",
+                                               [Cell(None, unit=c.unit) for c in columns],
+                                               anchor=f"ref-{paper_row.paper}", citation=paper_row.citation))
+            for index, column in enumerate(columns):
+                if column.task == page.name and paper_row.values.get(column.metric) is not None:
+                    row.cells[index] = _reported_cell(paper_row, column)
+    rows = list(reproduced.values()) + [row for row in reported.values() if any(c.value is not None
+                                                                                 for c in row.cells)]
+    table = Table(columns, rows)
+    _mark_best(table)
+    return table
+
+
+def build_board(records: Iterable[dict], *, matches: Mapping[str, str] | None = None,
+                include_reported: bool = True) -> Board:
+    """Group records by task, tasks by group, and build every table the site shows."""
+    by_task: dict[str, list[dict]] = {}
+    count = 0
+    for record in records:
+        by_task.setdefault(record["task"]["name"], []).append(record)
+        count += 1
+    taken: set[str] = {"index"}
+    pages = [_task_page(name, by_task[name], slug(name, taken), matches or {}, include_reported)
+             for name in sorted(by_task)]
+    order = list(GROUP_TITLES) + sorted({p.group for p in pages} - set(GROUP_TITLES) - {UNGROUPED}) + [UNGROUPED]
+    groups = []
+    for key in order:
+        members = [page for page in pages if page.group == key]
+        if members:
+            title = GROUP_TITLES.get(key, UNGROUPED_TITLE if key == UNGROUPED else key)
+            groups.append(Group(key, title, members, _group_table(members)))
+    cited = {row.paper for page in pages for row in page.reported}
+    references = {key: value for key, value in sources().items() if key in cited}
+    return Board(groups=groups, tasks=pages, references=references, num_records=count)
