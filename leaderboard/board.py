@@ -80,7 +80,8 @@ class Row:
     kind: str  # "reproduced" | "reported"
     cells: list[Cell]
     anchor: str = ""  # id of the provenance entry (reproduced) or the reference (reported)
-    citation: str = ""
+    citation: str = ""  # reported: the full citation (a tooltip) ...
+    cited_as: str = ""  # ... and the short one shown in the table, e.g. "InstrAction, Table 1"
     note: str | None = None
 
 
@@ -107,7 +108,7 @@ class Difference:
     label: str
     method: str
     paper: str
-    citation: str
+    cited_as: str
     metric: str
     unit: str
     reproduced: float
@@ -257,6 +258,10 @@ def _cell(metrics: Mapping[str, Any], column: Column) -> Cell:
     return Cell(float(value), float(std) if isinstance(std, (int, float)) else None, unit=column.unit)
 
 
+def _cited_as(row: ReportedRow) -> str:
+    return f"{sources().get(row.paper, {}).get('short', row.paper)}, {row.table}"
+
+
 def _reported_cell(row: ReportedRow, column: Column) -> Cell:
     value = row.values.get(column.metric)
     return Cell(value, row.std.get(column.metric), unit=column.unit)
@@ -367,11 +372,12 @@ def _task_page(name: str, records: list[dict], page_slug: str, explicit: Mapping
             for column in columns:
                 mine, theirs = rows[-1].cells[columns.index(column)].value, paper_row.values.get(column.metric)
                 if mine is not None and theirs is not None:
-                    differences.append(Difference(label, paper_row.method, paper_row.paper, paper_row.citation, column.metric,
+                    differences.append(Difference(label, paper_row.method, paper_row.paper, _cited_as(paper_row), column.metric,
                                                   column.unit, mine, theirs))
     for position, paper_row in enumerate(reported):
         rows.append(Row(paper_row.method, "reported", [_reported_cell(paper_row, c) for c in columns],
-                        anchor=f"ref-{paper_row.paper}", citation=paper_row.citation, note=paper_row.note))
+                        anchor=f"ref-{paper_row.paper}", citation=paper_row.citation,
+                        cited_as=_cited_as(paper_row), note=paper_row.note))
     table = Table(columns, rows)
     _mark_best(table)
     spec = records[0]["task"].get("spec") or {}
@@ -401,7 +407,8 @@ def _group_table(pages: Sequence[TaskPage]) -> Table:
             key = (paper_row.method, paper_row.paper)
             row = reported.setdefault(key, Row(paper_row.method, "reported",
                                                [Cell(None, unit=c.unit) for c in columns],
-                                               anchor=f"ref-{paper_row.paper}", citation=paper_row.citation))
+                                               anchor=f"ref-{paper_row.paper}", citation=paper_row.citation,
+                                               cited_as=_cited_as(paper_row)))
             for index, column in enumerate(columns):
                 if column.task == page.name and paper_row.values.get(column.metric) is not None:
                     row.cells[index] = _reported_cell(paper_row, column)

@@ -183,7 +183,9 @@ def _mcq_plot(page: TaskPage) -> Markup | None:
     if metric is None:
         return None
     bars = [Bar(_label(r), v) for r in page.records if (v := _metric(r, metric)) is not None]
-    bars += [Bar(row.method, row.values[metric], reported=True) for row in page.reported if metric in row.values]
+    # In multiple choice accuracy is R@1; papers print one or the other.
+    bars += [Bar(row.method, value, reported=True) for row in page.reported
+             if (value := row.values.get("accuracy", row.values.get("R@1"))) is not None]
     chances = {round(c, 12) for r in page.records if isinstance(c := (r.get("details") or {}).get("chance"), float)}
     chance = chances.pop() if len(chances) == 1 else None
     return bar_chart(f"{page.name}: {metric} against chance", bars, unit="fraction", axis=f"{metric} (%)",

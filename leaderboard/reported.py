@@ -97,8 +97,10 @@ def reported_tasks() -> list[str]:
 
 def sources() -> dict[str, dict]:
     """The papers by key, each with ``title``, ``arxiv`` and ``venue`` (None where the paper text
-    gives none), so a reference list can print every entry the same way."""
-    return {key: {field: entry.get(field) for field in SOURCE_FIELDS}
+    gives none), so a reference list can print every entry the same way, and ``short``: the name a
+    table cites it by (the transcription's ``short_name``, else the title up to its colon)."""
+    return {key: {**{field: entry.get(field) for field in SOURCE_FIELDS},
+                  "short": entry.get("short_name") or str(entry.get("title", key)).split(":", 1)[0]}
             for key, entry in _packaged_results()["sources"].items()}
 
 

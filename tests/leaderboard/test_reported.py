@@ -122,7 +122,10 @@ def test_sources_name_every_cited_paper_and_are_a_copy():
     assert {r.paper for task in reported_tasks() for r in reported_rows(task)} <= set(papers)
     assert papers["instraction"]["arxiv"] == "2604.08762v1" and papers["ace"]["arxiv"] is None
     assert papers["paxion"]["venue"] == "NeurIPS 2023 (as cited by InstrAction)"
-    assert all(set(entry) == {"title", "arxiv", "venue"} for entry in papers.values())
+    assert all(set(entry) == {"title", "arxiv", "venue", "short"} for entry in papers.values())
+    assert {key: entry["short"] for key, entry in papers.items()} == {
+        "instraction": "InstrAction", "ace": "ACE", "action100m": "Action100M", "paxion": "PAXION",
+        "actionvlm": "ActionVLM"}
     papers["instraction"]["title"] = "changed"
     assert sources()["instraction"]["title"].startswith("InstrAction")
 
