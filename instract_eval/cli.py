@@ -356,10 +356,8 @@ def regress(
     Prints the comparison and the verdict. Exit code 0 when nothing regresses, 1 when something does, 2 on bad input (then no file is written).
     """
     from rich.markup import escape
-    from rich.table import Table
 
-    from .regress import (compare_results, format_delta, format_interval, format_number, metric_label,
-                          parse_tolerance, to_junit, to_markdown)
+    from .regress import compare_results, parse_tolerance, to_junit, to_markdown, to_table
 
     for path, flag in ((markdown, "--markdown"), (junit, "--junit")):
         if path is not None and not (path.parent if str(path.parent) else Path(".")).is_dir():
@@ -371,18 +369,9 @@ def regress(
     outputs = [(path, render(report)) for path, render in ((markdown, to_markdown), (junit, to_junit)) if path]
     for path, text in outputs:
         write_atomic(path, text)
-    table = Table(title=f"{escape(str(candidate))} against {escape(str(baseline))} "
-                        "(↑ higher is better, ↓ lower is better)")
-    for column in ("task", "metric", "baseline", "candidate", "Δ", f"{report.confidence:.0%} CI of Δ", "verdict"):
-        table.add_column(column, overflow="fold", no_wrap=column not in ("task", "metric"),
-                         justify="right" if column in ("baseline", "candidate", "Δ") else "left")
-    for c in report.comparisons:
-        table.add_row(escape(c.task), escape(metric_label(c)), format_number(c.baseline, c.unit),
-                      format_number(c.candidate, c.unit), format_delta(c), format_interval(c), c.verdict,
-                      style="bold red" if c.regressed else None)
     hints = [f"not compared: {item.task}" + (f" {item.metric}" if item.metric else "") + f": {item.reason}"
              for item in report.not_compared] + [f"note: {note}" for note in report.notes]
-    _print_table(table, escape("\n".join(hints)) if hints else None)
+    _print_table(to_table(report, f"{candidate} against {baseline}"), escape("\n".join(hints)) if hints else None)
     typer.echo(report.verdict())
     if not report.passed:
         raise typer.Exit(1)

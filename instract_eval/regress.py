@@ -49,6 +49,7 @@ __all__ = [
     "GateReport",
     "compare_results",
     "parse_tolerance",
+    "to_table",
     "to_markdown",
     "to_junit",
     "format_number",
@@ -478,6 +479,22 @@ def format_interval(comparison: MetricComparison) -> str:
 
 def metric_label(comparison: MetricComparison) -> str:
     return f"{comparison.metric} {_ARROWS[comparison.direction]}"
+
+
+def to_table(report: GateReport, title: str):
+    """The comparison as a rich table for the terminal, regressions in bold red."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"{escape(title)} (↑ higher is better, ↓ lower is better)")
+    for column in ("task", "metric", "baseline", "candidate", "Δ", f"{report.confidence:.0%} CI of Δ", "verdict"):
+        table.add_column(column, overflow="fold", no_wrap=column not in ("task", "metric"),
+                         justify="right" if column in ("baseline", "candidate", "Δ") else "left")
+    for c in report.comparisons:
+        table.add_row(escape(c.task), escape(metric_label(c)), format_number(c.baseline, c.unit),
+                      format_number(c.candidate, c.unit), format_delta(c), format_interval(c), c.verdict,
+                      style="bold red" if c.regressed else None)
+    return table
 
 
 def to_markdown(report: GateReport) -> str:
