@@ -271,6 +271,7 @@ def run(
         raise InputError(f"{len(arguments)} --model-args for {len(names)} models: give one for all, or one "
                          "per --model", field="--model-args")
     arguments = arguments * len(names) if len(arguments) == 1 else arguments or [{}] * len(names)
+    site = None if no_site else _site_for(output, site)
     console = Console(stderr=True)
     try:
         with _progress(console) as progress:
@@ -285,14 +286,33 @@ def run(
                 typer.echo(f"skipped {task_name} for {model_name}: it {why}")
             typer.echo(f"wrote {len(report.written)} result records to {output}/"
                        + (" with per-sample logs" if log_samples else ""))
-            if not no_site:
+            if site is not None:
                 from .leaderboard import build_site
 
-                site = site or output.parent / f"{output.name}-site"
                 build_site([output], site)
                 typer.echo(f"leaderboard of every record in {output}/: {site / 'index.html'}")
     finally:
         close_process_group()
+
+
+def _site_for(output: Path, site: Path | None) -> Path:
+    """Where `run` writes the leaderboard (default: OUTPUT-site beside OUTPUT), checked before any
+    work: the destination must be writable as a site, and the records already in OUTPUT, which the
+    site shows too, must be readable."""
+    from .leaderboard.site import check_destination
+    from .results import read_records
+
+    if site is None:
+        base = output if output.name not in ("", ".", "..") else output.resolve()
+        site = base.parent / f"{base.name}-site"
+    check_destination(site, flag="--site")
+    if output.is_dir() and any(output.rglob("*.json")):
+        try:
+            read_records(output)
+        except InputError as error:
+            raise InputError(f"{error.message} (run builds the leaderboard of every record in --output: move "
+                             "this file away, or pass --no-site)", path=error.path, field=error.field) from None
+    return site
 
 
 def _progress(console):
@@ -353,7 +373,7 @@ def regress(
 
     Every metric of the tasks both sides have whose direction is higher- or lower-is-better is compared. It regresses when it is worse than the baseline by more than its tolerance and, when both records have sample logs of the same items, its paired bootstrap interval of the difference (videos resampled) lies on the worse side of zero; without that interval the tolerance alone decides.
 
-    Prints the comparison and the verdict. Exit code 0 when nothing regresses, 1 when something does, 2 on bad input (then no file is written).
+    Prints the comparison and the verdict. Exit code 0 when nothing regresses, 1 when something does, 2 on bad input (then no file is written), 3 if the comparison itself fails.
     """
     from rich.markup import escape
 
@@ -362,10 +382,19 @@ def regress(
     for path, flag in ((markdown, "--markdown"), (junit, "--junit")):
         if path is not None and not (path.parent if str(path.parent) else Path(".")).is_dir():
             raise InputError(f"directory {path.parent} does not exist", path=path, field=flag)
-    report = compare_results(baseline, candidate, tolerance=tolerance,
-                             tolerances=dict(parse_tolerance(text) for text in metric_tolerance or ()),
-                             baseline_model=baseline_model, candidate_model=candidate_model,
-                             n_resamples=resamples, confidence=confidence, seed=seed)
+    try:
+        report = compare_results(baseline, candidate, tolerance=tolerance,
+                                 tolerances=dict(parse_tolerance(text) for text in metric_tolerance or ()),
+                                 baseline_model=baseline_model, candidate_model=candidate_model,
+                                 n_resamples=resamples, confidence=confidence, seed=seed)
+    except (InputError, ValueError):
+        raise
+    except Exception as error:  # a crash must not read as a regression (exit 1) in CI
+        if debug:
+            raise
+        typer.echo(f"error: regress failed unexpectedly ({type(error).__name__}: {error}); rerun with --debug "
+                   "for the traceback", err=True)
+        raise typer.Exit(3) from None
     outputs = [(path, render(report)) for path, render in ((markdown, to_markdown), (junit, to_junit)) if path]
     for path, text in outputs:
         write_atomic(path, text)

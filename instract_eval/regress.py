@@ -534,9 +534,9 @@ def _md_table(comparisons: Sequence[MetricComparison], level: str) -> list[str]:
             "|---|---|---:|---:|---:|---:|---|"]
     for c in comparisons:
         verdict = f"**{c.verdict}**" if c.regressed else c.verdict
-        cells = [c.task, metric_label(c), format_number(c.baseline, c.unit), format_number(c.candidate, c.unit),
-                 format_delta(c), format_interval(c)]
-        rows.append("| " + " | ".join(_md(cell) for cell in cells) + f" | {verdict} |")
+        cells = [_md(c.task), _md(metric_label(c)), format_number(c.baseline, c.unit),
+                 format_number(c.candidate, c.unit), format_delta(c), format_interval(c), verdict]
+        rows.append("| " + " | ".join(cells) + " |")
     return rows + [""]
 
 
@@ -550,8 +550,13 @@ def _point_reasons(report: GateReport) -> dict[tuple[str, str], list[str]]:
 
 
 def _md(text: str) -> str:
-    """Text safe inside a markdown table cell or list item: pipes escaped, line breaks and backticks removed."""
-    return re.sub(r"[\r\n]+", " ", str(text)).replace("|", "\\|").replace("`", "'")
+    """Text from result files made inert in a markdown table cell or list item (GitHub renders raw
+    HTML and markdown there): one line, ``& < >`` as entities, the markdown punctuation that opens a
+    link, image, code span, emphasis, strike-through or a new cell backslash-escaped (``_`` inside a
+    name such as ``mean_rank`` is not emphasis in GitHub's markdown and stays readable)."""
+    one_line = re.sub(r"[\r\n]+", " ", str(text))
+    entities = one_line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return re.sub(r"([\\`*\[\]|~])", r"\\\1", entities)  # links, images, emphasis, code, cells, strike
 
 
 def to_junit(report: GateReport) -> str:

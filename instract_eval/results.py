@@ -253,6 +253,11 @@ def _read_record(path: Path) -> dict:
     for section, key in (("model", "name"), ("task", "name")):
         if not isinstance(record.get(section), dict) or not isinstance(record[section].get(key), str):
             raise InputError(f"missing {section}.{key}", path=path, field=f"{section}.{key}")
+    for section in ("task", "dataset", "details", "run", "versions", "ties"):
+        if record.get(section) is not None and not isinstance(record[section], dict):
+            raise InputError(f"{section} must be a JSON object", path=path, field=section)
+    if "label" in record["model"] and not (isinstance(record["model"]["label"], str) and record["model"]["label"]):
+        raise InputError("model.label must be a non-empty string", path=path, field="model.label")
     metrics = record.get("metrics")
     if not isinstance(metrics, dict):
         raise InputError("missing metrics", path=path, field="metrics")
@@ -267,17 +272,25 @@ def _read_record(path: Path) -> dict:
 def label_by_source(sources: Sequence[Path]) -> list[dict]:
     """The records of several sources (files or result directories), in order. A model label found
     in more than one source becomes ``SOURCE:label`` (SOURCE being the directory or file name, or
-    the whole path where names repeat), so that two runs of one model stay two columns or rows."""
+    the whole path where names repeat), so that two runs of one model stay two columns or rows.
+    Two records of one label for one task in the same source cannot be told apart: an `InputError`."""
     short = [source.name or str(source) for source in sources]
     names = dict(zip(sources, short if len(set(short)) == len(short) else map(str, sources)))
-    loaded = [(names[source], read_records(source)) for source in sources]
+    loaded = [(names[source], read_record_files(source)) for source in sources]
     owners: dict[str, set[str]] = {}
-    for source, records in loaded:
-        for record in records:
-            owners.setdefault(record["model"].get("label") or record["model"]["name"], set()).add(source)
+    for source, files in loaded:
+        first: dict[tuple[str, str], Path] = {}
+        for path, record in files:
+            label = record["model"].get("label") or record["model"]["name"]
+            key = (label, record["task"]["name"])
+            if key in first:
+                raise InputError(f"a second record of model {label} for task {key[1]} (the first is {first[key]}); "
+                                 "give the two runs as separate sources", path=path, field="model.label")
+            first[key] = path
+            owners.setdefault(label, set()).add(source)
     labelled = []
-    for source, records in loaded:
-        for record in records:
+    for source, files in loaded:
+        for _, record in files:
             label = record["model"].get("label") or record["model"]["name"]
             record["model"]["label"] = f"{source}:{label}" if len(owners[label]) > 1 else label
             labelled.append(record)

@@ -128,6 +128,8 @@ def _build(kind: Any, rows: _Log, record: Mapping[str, Any], gated: list[str],
     """Each gated metric's candidate statistic, or the reason it has none, from the kind's builder."""
     if kind == "localization":
         return dict.fromkeys(gated, f"{_NOT_LOGGED}: the log holds the predicted segments, not the ground truth")
+    if not rows.ids:
+        return dict.fromkeys(gated, "the sample log is empty")
     if kind not in _BUILDERS:
         return dict.fromkeys(gated, f"no per-sample statistic for task kind {kind!r}")
     if kind != "alignment" and _ties(record) not in TIE_POLICIES:

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from instract_eval.errors import InputError
+
 from .reported import ReportedRow, reported_rows, sources
 
 __all__ = ["Board", "Cell", "Column", "Group", "Row", "TaskPage", "build_board", "format_value"]
@@ -66,6 +68,7 @@ class Cell:
     std: float | None = None
     best: bool = False
     unit: str = "fraction"
+    link: str = ""  # on the index: the provenance of a reproduced value on its task page
 
     @property
     def text(self) -> str:
@@ -233,19 +236,28 @@ def _display_group(records: Sequence[Mapping[str, Any]]) -> str:
     return groups[0] if groups else UNGROUPED
 
 
-def _columns(records: Sequence[Mapping[str, Any]], headline_only: bool) -> list[Column]:
-    """The task's gated metrics (a direction), headline first, in the order records list them."""
+def _columns(records: Sequence[Mapping[str, Any]], *, headline_only: bool) -> list[Column]:
+    """Columns in the order the records list their metrics, headline metrics first.
+
+    ``headline_only`` (the index): the headline metrics that have a direction, or every metric
+    with a direction when a task marks none. Otherwise (a task page): every metric, those with a
+    direction before counts and other descriptive values; a ``NAME.std`` beside ``NAME`` is not a
+    column of its own but the ± of NAME's cells.
+    """
     seen: dict[str, Column] = {}
     headline: set[str] = set()
     for record in records:
         for name, metric in record["metrics"].items():
-            if metric.get("direction") not in ("higher", "lower") or name in seen:
-                continue
-            seen[name] = Column(record["task"]["name"], name, metric["direction"], metric.get("unit", ""))
+            if name not in seen:
+                seen[name] = Column(record["task"]["name"], name, metric.get("direction"), metric.get("unit", ""))
             if metric.get("headline"):
                 headline.add(name)
-    first = [c for name, c in seen.items() if name in headline]
-    return first if headline_only and first else first + [c for name, c in seen.items() if name not in headline]
+    gated = [c for c in seen.values() if c.direction in ("higher", "lower")]
+    first = [c for c in gated if c.metric in headline]
+    if headline_only:
+        return first or gated
+    rest = [c for c in seen.values() if c not in first and not (c.metric.endswith(".std") and c.metric[:-4] in seen)]
+    return first + sorted(rest, key=lambda c: c.direction not in ("higher", "lower"))
 
 
 def _cell(metrics: Mapping[str, Any], column: Column) -> Cell:
@@ -350,10 +362,19 @@ def _breakdowns(kind: str, records: Sequence[Mapping[str, Any]]) -> list[Breakdo
 
 
 def _matches(label: str, method: str, model_name: str, explicit: Mapping[str, str]) -> bool:
-    if label in explicit:
-        return explicit[label] == method
-    wanted = {_normalized(label), _normalized(model_name)}
-    return _normalized(method) in wanted
+    """Whether our model is the paper's method: as the user said (by label or model name; a label
+    found in several sources is prefixed by its source, its model name is not), else by name."""
+    for name in (label, model_name):
+        if name in explicit:
+            return explicit[name] == method
+    return _normalized(method) in {_normalized(label), _normalized(model_name)}
+
+
+def _check_matches(records: Sequence[Mapping[str, Any]], explicit: Mapping[str, str]) -> None:
+    names = {name for record in records for name in (_label(record), record["model"]["name"])}
+    for label in explicit:
+        if label not in names:
+            raise InputError(f"no result record has a model labelled or named '{label}'", field="--match")
 
 
 def _task_page(name: str, records: list[dict], page_slug: str, explicit: Mapping[str, str],
@@ -390,21 +411,22 @@ def _task_page(name: str, records: list[dict], page_slug: str, explicit: Mapping
 
 
 def _group_table(pages: Sequence[TaskPage]) -> Table:
-    """Headline columns of every task in the group; a reported method's values across its tasks
-    share one row when the paper prints them under one name."""
+    """Headline columns of every task in the group, one row per model label, each value linked to
+    its provenance on the task page. A reported method's values share one row per table that prints
+    them, so a row never cites one table for another's numbers."""
     columns = [c for page in pages for c in _columns(page.records, headline_only=True)]
     reproduced: dict[str, Row] = {}
-    reported: dict[tuple[str, str], Row] = {}
+    reported: dict[tuple[str, str, str], Row] = {}
     for page in pages:
-        for record in page.records:
+        for position, record in enumerate(page.records):
             label = _label(record)
-            row = reproduced.setdefault(label, Row(label, "reproduced", [Cell(None, unit=c.unit) for c in columns],
-                                                   anchor=f"{page.slug}.html"))
+            row = reproduced.setdefault(label, Row(label, "reproduced", [Cell(None, unit=c.unit) for c in columns]))
             for index, column in enumerate(columns):
                 if column.task == page.name:
                     row.cells[index] = _cell(record["metrics"], column)
+                    row.cells[index].link = f"{page.slug}.html#{page.provenance[position].anchor}"
         for paper_row in page.reported:
-            key = (paper_row.method, paper_row.paper)
+            key = (paper_row.method, paper_row.paper, paper_row.table)
             row = reported.setdefault(key, Row(paper_row.method, "reported",
                                                [Cell(None, unit=c.unit) for c in columns],
                                                anchor=f"ref-{paper_row.paper}", citation=paper_row.citation,
@@ -422,11 +444,11 @@ def _group_table(pages: Sequence[TaskPage]) -> Table:
 def build_board(records: Iterable[dict], *, matches: Mapping[str, str] | None = None,
                 include_reported: bool = True) -> Board:
     """Group records by task, tasks by group, and build every table the site shows."""
+    records = list(records)
+    _check_matches(records, matches or {})
     by_task: dict[str, list[dict]] = {}
-    count = 0
     for record in records:
         by_task.setdefault(record["task"]["name"], []).append(record)
-        count += 1
     taken: set[str] = {"index"}
     pages = [_task_page(name, by_task[name], slug(name, taken), matches or {}, include_reported)
              for name in sorted(by_task)]
@@ -439,4 +461,4 @@ def build_board(records: Iterable[dict], *, matches: Mapping[str, str] | None = 
             groups.append(Group(key, title, members, _group_table(members)))
     cited = {row.paper for page in pages for row in page.reported}
     references = {key: value for key, value in sources().items() if key in cited}
-    return Board(groups=groups, tasks=pages, references=references, num_records=count)
+    return Board(groups=groups, tasks=pages, references=references, num_records=len(records))

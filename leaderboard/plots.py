@@ -163,10 +163,16 @@ def line_chart(title: str, series: Sequence[Series], *, unit: str, x_axis: str, 
     return Markup("".join(parts))
 
 
+def _finite(value: object) -> float | None:
+    """A plottable number, or None: result files may hold NaN, infinities or anything else."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
 def _metric(record: dict, name: str) -> float | None:
     metric = record["metrics"].get(name)
-    value = metric.get("value") if isinstance(metric, dict) else None
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return _finite(metric.get("value")) if isinstance(metric, dict) else None
 
 
 def _label(record: dict) -> str:
@@ -186,20 +192,28 @@ def _mcq_plot(page: TaskPage) -> Markup | None:
     # In multiple choice accuracy is R@1; papers print one or the other.
     bars += [Bar(row.method, value, reported=True) for row in page.reported
              if (value := row.values.get("accuracy", row.values.get("R@1"))) is not None]
-    chances = {round(c, 12) for r in page.records if isinstance(c := (r.get("details") or {}).get("chance"), float)}
+    if not bars:
+        return None
+    chances = {round(c, 12) for r in page.records if (c := _finite((r.get("details") or {}).get("chance"))) is not None}
     chance = chances.pop() if len(chances) == 1 else None
     return bar_chart(f"{page.name}: {metric} against chance", bars, unit="fraction", axis=f"{metric} (%)",
                      reference=chance, reference_label=f"chance {100 * chance:.1f}%" if chance is not None else "")
 
 
+def _pool_size_points(record: dict) -> tuple[tuple[float, float], ...]:
+    """(pool size, mean R@1) from the record's ``by_pool_size`` breakdown, skipping what is not a number."""
+    by_size = (record.get("details") or {}).get("by_pool_size")
+    points = []
+    for size, entry in (by_size.items() if isinstance(by_size, dict) else ()):
+        value = _finite(entry.get("mean", {}).get("R@1")) if isinstance(entry, dict) and isinstance(
+            entry.get("mean"), dict) else None
+        if value is not None and re.fullmatch(r"\d+", str(size)):
+            points.append((float(size), value))
+    return tuple(points)
+
+
 def _retrieval_plot(page: TaskPage) -> Markup | None:
-    series = []
-    for record in page.records:
-        by_size = (record.get("details") or {}).get("by_pool_size") or {}
-        points = tuple((float(size), float(entry["mean"]["R@1"])) for size, entry in by_size.items()
-                       if isinstance(entry, dict) and isinstance((entry.get("mean") or {}).get("R@1"), (int, float)))
-        if points:
-            series.append(Series(_label(record), points))
+    series = [Series(_label(record), points) for record in page.records if (points := _pool_size_points(record))]
     if not series:
         return None
     return line_chart(f"{page.name}: mean R@1 (T2V and V2T) against pool size", series, unit="fraction",
@@ -215,6 +229,8 @@ def _classification_plot(page: TaskPage) -> Markup | None:
     bars = [Bar(_label(r), v, _metric(r, f"{metric}.std")) for r in page.records if (v := _metric(r, metric)) is not None]
     bars += [Bar(row.method, row.values[metric], row.std.get(metric), reported=True)
              for row in page.reported if metric in row.values]
+    if not bars:
+        return None
     title = (f"{page.name}: unseen accuracy over synonym runs, mean ± std per method"
              if metric.startswith("srt.") else f"{page.name}: {metric}")
     return bar_chart(title, bars, unit="fraction", axis=f"{metric} (%)")
@@ -222,7 +238,7 @@ def _classification_plot(page: TaskPage) -> Markup | None:
 
 def _localization_plot(page: TaskPage) -> Markup | None:
     thresholds = {c.metric: float(c.metric.split("@", 1)[1]) for c in page.table.columns
-                  if re.fullmatch(r"mAP@[0-9.]+", c.metric)}
+                  if re.fullmatch(r"mAP@\d+(\.\d+)?", c.metric)}
     if not thresholds:
         return None
     series = []
@@ -240,7 +256,7 @@ def _alignment_plot(page: TaskPage) -> Markup | None:
         return None
     unit = next(c.unit for c in page.table.columns if c.metric == metric)
     bars = [Bar(_label(r), v) for r in page.records if (v := _metric(r, metric)) is not None]
-    return bar_chart(f"{page.name}: {metric} (lower is better)", bars, unit=unit, axis=metric)
+    return bar_chart(f"{page.name}: {metric} (lower is better)", bars, unit=unit, axis=metric) if bars else None
 
 
 _PLOTS = {"mcq": _mcq_plot, "retrieval": _retrieval_plot, "classification": _classification_plot,

@@ -27,12 +27,11 @@ from markupsafe import Markup
 
 from instract_eval import __version__
 from instract_eval.errors import InputError
-from instract_eval.files import write_atomic
 
 from .board import Board, Column, build_board, format_value
 from .plots import task_plots
 
-__all__ = ["MARKER", "build_site", "render_site"]
+__all__ = ["MARKER", "build_site", "check_destination", "render_site", "write_site"]
 
 MARKER = ".instract-eval-site"
 TITLE = "instract-eval leaderboard"
@@ -80,34 +79,43 @@ def render_site(board: Board, *, title: str = TITLE) -> dict[str, str]:
     return pages
 
 
-def _check_destination(out: Path) -> None:
+def check_destination(out: Path, flag: str = "--out") -> None:
+    """``out`` may be written: absent, an empty directory, or a site built here before."""
     if out.exists() and not out.is_dir():
-        raise InputError("exists and is not a directory", path=out, field="--out")
+        raise InputError("exists and is not a directory", path=out, field=flag)
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
         raise InputError("holds files that are not a leaderboard built by instract-eval; give a new or empty "
-                         "directory", path=out, field="--out")
+                         "directory", path=out, field=flag)
 
 
 def write_site(pages: Mapping[str, str], out: Path) -> None:
-    """Write the pages into a fresh directory beside ``out``, then swap it in place of ``out``."""
-    _check_destination(out)
+    """Write the pages into a fresh directory beside ``out``, then swap it in place of ``out``.
+
+    Pages are world-readable (0644, the directory 0755) so that any static host can serve them. If
+    the swap fails, the previous site is put back.
+    """
+    check_destination(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    previous = None
     try:
-        for name, html in pages.items():
-            write_atomic(staging / name, html)
-        (staging / MARKER).write_text("built by instract-eval leaderboard build\n", encoding="utf-8")
+        for name, html in {**pages, MARKER: "built by instract-eval leaderboard build\n"}.items():
+            (staging / name).write_text(html, encoding="utf-8")
+            os.chmod(staging / name, 0o644)
         os.chmod(staging, 0o755)
-        previous = None
         if out.exists():
             previous = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
             os.replace(out, previous / "site")
         os.replace(staging, out)
-        if previous is not None:
-            shutil.rmtree(previous)
     except BaseException:
+        if previous is not None and not out.exists():
+            os.replace(previous / "site", out)
         shutil.rmtree(staging, ignore_errors=True)
+        if previous is not None:
+            shutil.rmtree(previous, ignore_errors=True)
         raise
+    if previous is not None:
+        shutil.rmtree(previous)
 
 
 def load_sources(sources: Iterable[str | os.PathLike]) -> list[dict]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 from markupsafe import escape
@@ -14,7 +15,7 @@ from instract_eval.leaderboard import build_site
 from instract_eval.leaderboard.board import build_board, format_value
 from instract_eval.leaderboard.reported import reported_rows
 from instract_eval.leaderboard.site import MARKER
-from instract_eval.results import read_records
+from instract_eval.results import label_by_source, read_records
 
 from ..runner.test_cli_run import cli
 from .conftest import HOSTILE
@@ -181,3 +182,81 @@ def test_a_label_in_two_sources_becomes_two_rows(results, tmp_path):
     labels = [row.label for row in board.tasks[0].table.rows]
     assert len(labels) == len(set(labels)) == 4
     assert all(label.startswith((f"{results['runs']}:", f"{copy}:")) for label in labels)
+
+
+def _retitled(results, tmp_path, renames: dict[str, str], model: str = "viclip") -> Path:
+    """Records of the runs renamed to paper tasks (synth task -> task), all in the instract-bench group."""
+    out = tmp_path / "renamed"
+    out.mkdir(parents=True)
+    for synth, task in renames.items():
+        record = json.loads(next(results["runs"].glob(f"*/{synth}.json")).read_text())
+        record["model"]["name"] = record["model"]["label"] = model
+        record["task"]["name"] = task
+        record["task"]["groups"] = ["instract-bench"]
+        (out / f"{task}.json").write_text(json.dumps(record))
+    return out
+
+
+def test_index_values_link_to_their_provenance_and_reported_rows_cite_their_own_table(results, tmp_path):
+    source = _retitled(results, tmp_path, {"synth-semantic": "instract-semantic",
+                                            "synth-dynamics": "instract-dynamics"})
+    board = build_site([source], tmp_path / "site")
+    index = (tmp_path / "site" / "index.html").read_text()
+    assert 'href="instract-semantic.html#run-1"' in index and 'href="instract-dynamics.html#run-1"' in index
+    assert 'id="run-1"' in (tmp_path / "site" / "instract-semantic.html").read_text()
+    table = board.groups[0].table
+    videoprism = [row for row in table.rows if row.label == "VideoPrism"]
+    assert sorted(row.cited_as for row in videoprism) == ["InstrAction, Table 1", "InstrAction, Table 2"]
+    for row in videoprism:  # each row holds only the numbers of the table it cites
+        tasks = {column.task for column, cell in zip(table.columns, row.cells) if cell.value is not None}
+        assert tasks == ({"instract-semantic"} if row.cited_as.endswith("Table 1") else {"instract-dynamics"})
+
+
+def test_task_pages_show_every_metric_and_the_index_lists_every_page(results, tmp_path):
+    board = build_site([results["runs"]], tmp_path / "site")
+    aa = next(page for page in board.tasks if page.name == "synth-aa")
+    record = aa.records[0]["metrics"]
+    assert [c.metric for c in aa.table.columns] == [n for n, m in record.items() if m["headline"]] + [
+        n for n, m in record.items() if not m["headline"] and m["direction"]] + [
+        n for n, m in record.items() if not m["headline"] and not m["direction"]]
+    srt = next(page for page in board.tasks if page.name == "synth-srt")
+    assert not any(c.metric.endswith(".std") for c in srt.table.columns)  # shown as ± instead
+    index = (tmp_path / "site" / "index.html").read_text()
+    assert index.count("Task pages:") == 1 and all(f'<a href="{p.slug}.html">{p.name}</a>' in index
+                                                    for p in board.tasks)
+
+
+def test_pages_are_world_readable(results, tmp_path):
+    build_site([results["runs"]], tmp_path / "site")
+    assert {oct(path.stat().st_mode & 0o777) for path in (tmp_path / "site").iterdir()} == {"0o644"}
+    assert oct((tmp_path / "site").stat().st_mode & 0o777) == "0o755"
+
+
+def test_non_finite_values_show_as_missing_and_are_not_plotted(results, tmp_path):
+    record = json.loads(next(results["runs"].glob("*/synth-aa.json")).read_text())
+    record["metrics"]["accuracy"]["value"] = float("nan")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "r.json").write_text(json.dumps(record))  # json writes NaN, and reads it back
+    board = build_site([tmp_path / "in"], tmp_path / "site")
+    column = next(i for i, c in enumerate(board.tasks[0].table.columns) if c.metric == "accuracy")
+    assert board.tasks[0].table.rows[0].cells[column].text == "–"
+    assert "<svg" not in (tmp_path / "site" / "synth-aa.html").read_text()
+
+
+def test_match_by_model_name_survives_source_prefixes_and_unknown_labels_are_refused(results, tmp_path, capsys):
+    one = _retitled(results, tmp_path / "a", {"synth-semantic": "instract-semantic"}, model="my-ckpt")
+    two = _retitled(results, tmp_path / "b", {"synth-semantic": "instract-semantic"}, model="my-ckpt")
+    board = build_board(label_by_source([one, two]), matches={"my-ckpt": "ViCLIP"})
+    assert {d.label for d in board.tasks[0].differences} == {f"{one}:my-ckpt", f"{two}:my-ckpt"}
+    code, _, err = cli(capsys, "leaderboard", "build", str(one), "--out", str(tmp_path / "site"),
+                       "--match", "typo=ViCLIP")
+    assert code == 2 and "--match" in err and "typo" in err and not (tmp_path / "site").exists()
+
+
+def test_two_records_of_one_model_and_task_in_one_source_are_refused(results, tmp_path, capsys):
+    record = next(results["runs"].glob("*/synth-aa.json"))
+    for run in ("run1", "run2"):
+        (tmp_path / "dup" / run).mkdir(parents=True)
+        shutil.copy(record, tmp_path / "dup" / run / "synth-aa.json")
+    code, _, err = cli(capsys, "leaderboard", "build", str(tmp_path / "dup"), "--out", str(tmp_path / "site"))
+    assert code == 2 and "run2/synth-aa.json: model.label: a second record" in err

@@ -426,3 +426,35 @@ def test_junit_escapes_names_and_counts_failures():
 def test_markdown_cells_escape_pipes():
     markdown = to_markdown(_report("a|b", "m", regressed=True))
     assert "| a\\|b | m ↑ | 0.5000 | 0.2500 | -0.2500 | [-0.4000, -0.1000] | **regression** |" in markdown
+
+
+def test_markdown_cells_hold_no_live_html_or_links():
+    markdown = to_markdown(_report('t<img src=x onerror="alert(1)">', "[m](https://x.example)", regressed=True))
+    assert "<img" not in markdown and "t&lt;img src=x onerror=\"alert(1)\"&gt;" in markdown
+    assert "\\[m\\](https://x.example)" in markdown
+
+
+def test_a_crash_is_exit_3_not_a_regression(capsys, runs, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("instract_eval.regress.compare_results", broken)
+    code, _, err = cli(capsys, "regress", "--baseline", str(runs / "seed1"), "--candidate", str(runs / "seed1"))
+    assert code == 3 and "regress failed unexpectedly (RuntimeError: boom)" in err
+
+
+def test_an_empty_sample_log_gives_point_comparisons(runs, tmp_path):
+    candidate = copy(runs / "seed1", tmp_path / "candidate")
+    sample_log_of(record_file(candidate, "synth-semantic")).write_text("")
+    compared = by_metric(compare_results(runs / "seed1", candidate, n_resamples=200), "synth-semantic")
+    assert compared["accuracy"].interval is None and compared["accuracy"].verdict == UNCHANGED
+
+
+def test_a_record_whose_label_is_not_a_string_is_bad_input(capsys, runs, tmp_path):
+    candidate = copy(runs / "seed1", tmp_path / "candidate")
+    path = record_file(candidate, "synth-semantic")
+    record = json.loads(path.read_text())
+    record["model"]["label"] = None
+    path.write_text(json.dumps(record))
+    code, _, err = cli(capsys, "regress", "--baseline", str(runs / "seed1"), "--candidate", str(candidate))
+    assert code == 2 and "synth-semantic.json: model.label: model.label must be a non-empty string" in err

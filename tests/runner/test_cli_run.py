@@ -57,6 +57,33 @@ def test_bad_input_is_one_line_exit_2_and_no_record(capsys, world, tmp_path, arg
     assert not list(tmp_path.rglob("*.json"))
 
 
+def test_the_site_is_checked_before_any_work(capsys, world, tmp_path):
+    """A --site that is not a site, or a file in --output that is not a record (the site shows every
+    record there), is refused before anything is evaluated or written."""
+    argv = ["run", "--model", "random", "--include", str(world / "tasks.yaml"), "--task", "synth-aa", "--no-cache"]
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep")
+    code, _, err = cli(capsys, *argv, "--output", str(tmp_path / "a"), "--site", str(foreign))
+    assert code == 2 and f"{foreign}: --site: holds files" in err and not (tmp_path / "a").exists()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "notes.json").write_text("{}")
+    code, _, err = cli(capsys, *argv, "--output", str(tmp_path / "b"))
+    assert code == 2 and "notes.json: schema" in err and "--no-site" in err
+    assert [p.name for p in (tmp_path / "b").iterdir()] == ["notes.json"]
+    code, _, err = cli(capsys, *argv, "--output", str(tmp_path / "b"), "--no-site")
+    assert code == 0 and (tmp_path / "b" / "random" / "synth-aa.json").is_file() and not (tmp_path / "b-site").exists()
+
+
+def test_the_site_of_the_current_directory_sits_beside_it(capsys, world, tmp_path, monkeypatch):
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    code, out, err = cli(capsys, "run", "--model", "random", "--include", str(world / "tasks.yaml"), "--task",
+                         "synth-aa", "--no-cache", "--output", ".")
+    assert code == 0, err
+    assert (tmp_path / "here-site" / "synth-aa.html").is_file()
+
+
 @pytest.mark.slow
 def test_run_with_no_arguments_compares_the_two_synth_models(capsys, tmp_path, monkeypatch):
     """The README's first command: the embedded world, both models, the synth group, the table."""
