@@ -24,7 +24,7 @@ from instract_eval.errors import InputError
 
 from .reported import ReportedRow, reported_rows, sources
 
-__all__ = ["Board", "Cell", "Column", "Group", "Row", "TaskPage", "build_board", "format_value"]
+__all__ = ["Board", "Cell", "Column", "Group", "Row", "TaskPage", "build_board", "finite_number", "format_value"]
 
 # Known groups, in the order the index shows them, with their titles. A task in several groups is
 # shown in the first of these it belongs to; other groups follow in the order records name them.
@@ -85,7 +85,6 @@ class Row:
     anchor: str = ""  # id of the provenance entry (reproduced) or the reference (reported)
     citation: str = ""  # reported: the full citation (a tooltip) ...
     cited_as: str = ""  # ... and the short one shown in the table, e.g. "InstrAction, Table 1"
-    note: str | None = None
 
 
 @dataclass
@@ -123,8 +122,8 @@ class Difference:
 
     @property
     def delta_text(self) -> str:
-        scale = 100.0 if self.unit == "fraction" else 1.0
-        return f"{self.delta * scale:+.1f}" if self.unit == "fraction" else f"{self.delta * scale:+.2f}"
+        """In percentage points for fractions, as the values are shown."""
+        return f"{100 * self.delta:+.1f}" if self.unit == "fraction" else f"{self.delta:+.2f}"
 
 
 @dataclass(frozen=True)
@@ -142,11 +141,16 @@ class Coverage:
         return "–" if not self.total or self.evaluated is None else format_value(self.evaluated / self.total, "fraction")
 
 
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _coverage(record: Mapping[str, Any]) -> Coverage:
-    coverage = _dig(record, "dataset", "coverage") or {}
-    count = lambda key: int(v) if isinstance(v := coverage.get(key), int) and not isinstance(v, bool) else None  # noqa: E731
+    coverage = _dig(record, "dataset", "coverage")
+    coverage = coverage if isinstance(coverage, Mapping) else {}
     failed = coverage.get("failed_videos")
-    return Coverage(_label(record), count("evaluated"), count("total"), len(failed) if isinstance(failed, dict) else 0)
+    return Coverage(_label(record), _count(coverage.get("evaluated")), _count(coverage.get("total")),
+                    len(failed) if isinstance(failed, dict) else 0)
 
 
 @dataclass
@@ -229,7 +233,8 @@ def _label(record: Mapping[str, Any]) -> str:
 
 
 def _display_group(records: Sequence[Mapping[str, Any]]) -> str:
-    groups = [g for record in records for g in record["task"].get("groups") or [] if isinstance(g, str)]
+    groups = [g for record in records if isinstance(listed := record["task"].get("groups"), list)
+              for g in listed if isinstance(g, str)]
     for known in GROUP_TITLES:
         if known in groups:
             return known
@@ -261,13 +266,9 @@ def _columns(records: Sequence[Mapping[str, Any]], *, headline_only: bool) -> li
 
 
 def _cell(metrics: Mapping[str, Any], column: Column) -> Cell:
-    metric = metrics.get(column.metric)
-    value = metric.get("value") if isinstance(metric, Mapping) else None
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-        return Cell(None, unit=column.unit)
-    spread = metrics.get(f"{column.metric}.std")
-    std = spread.get("value") if isinstance(spread, Mapping) else None
-    return Cell(float(value), float(std) if isinstance(std, (int, float)) else None, unit=column.unit)
+    value = finite_number(_dig(metrics, column.metric, "value"))
+    std = finite_number(_dig(metrics, f"{column.metric}.std", "value"))
+    return Cell(value, std if value is not None else None, unit=column.unit)
 
 
 def _cited_as(row: ReportedRow) -> str:
@@ -293,15 +294,17 @@ def _mark_best(table: Table) -> None:
 def _provenance(record: Mapping[str, Any], anchor: str) -> Provenance:
     model, task, run = record["model"], record["task"], record.get("run") or {}
     versions, dataset = record.get("versions") or {}, record.get("dataset") or {}
-    coverage = dataset.get("coverage") or {}
+    coverage = _coverage(record)
+    arguments = model.get("args") if isinstance(model.get("args"), Mapping) else {}
     fields = [
         ("model", str(model["name"])),
-        ("arguments", ", ".join(f"{k}={v}" for k, v in (model.get("args") or {}).items()) or "none"),
+        ("arguments", ", ".join(f"{k}={v}" for k, v in arguments.items()) or "none"),
         ("model fingerprint", str(model.get("fingerprint", "–"))),
         ("adapter class", str(model.get("class", "–"))),
         ("task hash", str(task.get("hash", "–"))),
         ("dataset sha256", str(dataset.get("sha256", "–"))),
-        ("coverage", f"{coverage.get('evaluated', '–')} of {coverage.get('total', '–')} items"),
+        ("coverage", f"{'–' if coverage.evaluated is None else coverage.evaluated} of "
+                     f"{'–' if coverage.total is None else coverage.total} items"),
         ("tie policy", str((record.get("ties") or {}).get("policy", "–"))),
         ("date", str(run.get("started_at", "–"))),
         ("device, precision", f"{run.get('device', '–')}, {run.get('precision', '–')}"),
@@ -312,7 +315,8 @@ def _provenance(record: Mapping[str, Any], anchor: str) -> Provenance:
     return Provenance(anchor, _label(record), task["name"], fields)
 
 
-def _number(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
+    """A number to show or plot, or None: result files may hold NaN, infinities or anything else."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return float(value)
@@ -332,7 +336,7 @@ def _breakdown(title: str, records: Sequence[Mapping[str, Any]], parts: Callable
     names = list(dict.fromkeys(name for values in found for name in values))
     if not names:
         return None
-    rows = [(str(name), [Cell(_number(values.get(name)), unit=unit) for values in found]) for name in names]
+    rows = [(str(name), [Cell(finite_number(values.get(name)), unit=unit) for values in found]) for name in names]
     breakdown = Breakdown(title, unit, [_label(record) for record in records], rows)
     for _, cells in breakdown.rows:
         best = max((c.value for c in cells if c.value is not None), default=None)
@@ -398,7 +402,7 @@ def _task_page(name: str, records: list[dict], page_slug: str, explicit: Mapping
     for position, paper_row in enumerate(reported):
         rows.append(Row(paper_row.method, "reported", [_reported_cell(paper_row, c) for c in columns],
                         anchor=f"ref-{paper_row.paper}", citation=paper_row.citation,
-                        cited_as=_cited_as(paper_row), note=paper_row.note))
+                        cited_as=_cited_as(paper_row)))
     table = Table(columns, rows)
     _mark_best(table)
     spec = records[0]["task"].get("spec") or {}

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-from .board import TaskPage, format_value
+from .board import TaskPage, finite_number, format_value
 
 __all__ = ["Bar", "Series", "bar_chart", "line_chart", "task_plots"]
 
@@ -163,16 +163,9 @@ def line_chart(title: str, series: Sequence[Series], *, unit: str, x_axis: str, 
     return Markup("".join(parts))
 
 
-def _finite(value: object) -> float | None:
-    """A plottable number, or None: result files may hold NaN, infinities or anything else."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
 def _metric(record: dict, name: str) -> float | None:
     metric = record["metrics"].get(name)
-    return _finite(metric.get("value")) if isinstance(metric, dict) else None
+    return finite_number(metric.get("value")) if isinstance(metric, dict) else None
 
 
 def _label(record: dict) -> str:
@@ -194,7 +187,7 @@ def _mcq_plot(page: TaskPage) -> Markup | None:
              if (value := row.values.get("accuracy", row.values.get("R@1"))) is not None]
     if not bars:
         return None
-    chances = {round(c, 12) for r in page.records if (c := _finite((r.get("details") or {}).get("chance"))) is not None}
+    chances = {round(c, 12) for r in page.records if (c := finite_number((r.get("details") or {}).get("chance"))) is not None}
     chance = chances.pop() if len(chances) == 1 else None
     return bar_chart(f"{page.name}: {metric} against chance", bars, unit="fraction", axis=f"{metric} (%)",
                      reference=chance, reference_label=f"chance {100 * chance:.1f}%" if chance is not None else "")
@@ -205,7 +198,7 @@ def _pool_size_points(record: dict) -> tuple[tuple[float, float], ...]:
     by_size = (record.get("details") or {}).get("by_pool_size")
     points = []
     for size, entry in (by_size.items() if isinstance(by_size, dict) else ()):
-        value = _finite(entry.get("mean", {}).get("R@1")) if isinstance(entry, dict) and isinstance(
+        value = finite_number(entry.get("mean", {}).get("R@1")) if isinstance(entry, dict) and isinstance(
             entry.get("mean"), dict) else None
         if value is not None and re.fullmatch(r"\d+", str(size)):
             points.append((float(size), value))
