@@ -40,6 +40,7 @@ __all__ = [
     "DEFAULT_TOLERANCE",
     "DEFAULT_RESAMPLES",
     "REGRESSION",
+    "MISSING",
     "WITHIN_NOISE",
     "WITHIN_TOLERANCE",
     "IMPROVED",
@@ -62,12 +63,14 @@ DEFAULT_TOLERANCE = 0.01
 DEFAULT_RESAMPLES = 10_000
 
 REGRESSION = "regression"
+MISSING = "missing"  # the baseline has a value, the candidate none: a gate must not pass on a vanished metric
 WITHIN_NOISE = "within noise"
 WITHIN_TOLERANCE = "within tolerance"
 IMPROVED = "improved"
 UNCHANGED = "unchanged"
 
-# A drop equal to the tolerance up to rounding (0.5 - 0.49 is 0.010000000000000009) is not beyond it.
+# A drop equal to the tolerance up to rounding (0.5 - 0.49 is 0.010000000000000009) is not beyond it;
+# relative to the larger of 1 and the values compared.
 _ROUNDING = 1e-12
 _ARROWS = {"higher": "↑", "lower": "↓"}
 # The verdict line names this many regressions; the tables list them all.
@@ -101,7 +104,8 @@ class MetricComparison:
 
     @property
     def regressed(self) -> bool:
-        return self.verdict == REGRESSION
+        """A failure of the gate: worse beyond tolerance and noise, or gone from the candidate."""
+        return self.verdict in (REGRESSION, MISSING)
 
 
 @dataclass(frozen=True)
@@ -147,7 +151,11 @@ class GateReport:
         named = ", ".join(f"{c.task} {c.metric}" for c in regressions[:_NAMED_IN_VERDICT])
         if len(regressions) > _NAMED_IN_VERDICT:
             named += f" and {len(regressions) - _NAMED_IN_VERDICT} more"
-        return f"FAIL: {len(regressions)} of {total} compared metrics regressed ({named})"
+        missing = sum(c.verdict == MISSING for c in regressions)
+        what = "regressed" if not missing else (
+            "are missing from the candidate" if missing == len(regressions) else
+            f"regressed or are missing from the candidate ({missing} missing)")
+        return f"FAIL: {len(regressions)} of {total} compared metrics {what} ({named})"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -277,9 +285,12 @@ def compare_results(
                          f"{', '.join(sorted(cand))}", path=candidate)
     _check_keys_match(overrides, base, cand)
     pairs = [(task, _with_samples(base[task]), _with_samples(cand[task])) for task in shared]
-    not_compared = [NotCompared(task, None, "only in the baseline") for task in base if task not in cand]
-    not_compared += [NotCompared(task, None, "only in the candidate") for task in cand if task not in base]
-    comparisons, notes = [], []
+    not_compared = [NotCompared(task, None, "only in the candidate") for task in cand if task not in base]
+    comparisons = [missing for task in base if task not in cand
+                   for name in _metric_names(base[task].record, base[task].record)
+                   if (missing := _missing(task, name, base[task].record, default, overrides)) is not None]
+    notes = [f"{task}: only in the baseline: each of its metrics is missing from the candidate"
+             for task in base if task not in cand]
     options = {"n_resamples": int(n_resamples), "confidence": float(confidence), "seed": int(seed)}
     for task, before, after in pairs:
         notes += _task_notes(task, before, after)
@@ -319,16 +330,30 @@ def _metric_names(baseline: Mapping[str, Any], candidate: Mapping[str, Any]) -> 
             if any(r["metrics"].get(name, {}).get("direction") in _ARROWS for r in (baseline, candidate))]
 
 
+def _missing(task: str, name: str, baseline: Mapping[str, Any], default: float,
+             overrides: Mapping[str, float]) -> MetricComparison | None:
+    """A baseline metric with a value that the candidate lacks or holds no number for: a failure."""
+    metric = baseline["metrics"].get(name)
+    if metric is None or not _is_value(metric["value"]) or metric.get("direction") not in _ARROWS:
+        return None
+    return MetricComparison(task=task, metric=name, direction=metric["direction"], unit=metric["unit"],
+                            baseline=float(metric["value"]), candidate=math.nan,
+                            tolerance=_tolerance_of(task, name, default, overrides), interval=None, p_value=None,
+                            basis="the candidate has no value for it", verdict=MISSING)
+
+
 def _compare_metric(task: str, name: str, before: _Side, after: _Side, same_items: bool, tolerance: float,
                     options: Mapping[str, Any]) -> MetricComparison | NotCompared:
-    """One metric: not compared (one side lacks it, a null value, directions differ), or its verdict."""
+    """One metric: missing from the candidate (a failure), not compared (the baseline lacks it or has
+    no number for it, or the directions differ), or its verdict."""
     sides = {"baseline": before.record["metrics"].get(name), "candidate": after.record["metrics"].get(name)}
-    for side, metric in sides.items():
-        if metric is None:
-            return NotCompared(task, name, f"only in the {'candidate' if side == 'baseline' else 'baseline'}")
-    for side, metric in sides.items():
-        if not _is_value(metric["value"]):
-            return NotCompared(task, name, f"the {side} value is {metric['value']!r}, not a number")
+    if sides["baseline"] is None:
+        return NotCompared(task, name, "only in the candidate")
+    if not _is_value(sides["baseline"]["value"]):
+        return NotCompared(task, name, f"the baseline value is {sides['baseline']['value']!r}, not a number")
+    if sides["candidate"] is None or not _is_value(sides["candidate"]["value"]):
+        return _missing(task, name, before.record, tolerance, {}) or NotCompared(
+            task, name, "the baseline metric has no direction")
     direction = sides["baseline"]["direction"]
     if sides["candidate"]["direction"] != direction:
         return NotCompared(task, name, f"the direction differs (baseline {direction!r}, candidate "
@@ -338,21 +363,27 @@ def _compare_metric(task: str, name: str, before: _Side, after: _Side, same_item
     return MetricComparison(task=task, metric=name, direction=direction, unit=sides["baseline"]["unit"],
                             baseline=value_a, candidate=value_b, tolerance=tolerance, interval=interval,
                             p_value=p_value, basis=basis,
-                            verdict=_verdict(value_b - value_a, direction, tolerance, interval))
+                            verdict=_verdict(value_a, value_b, direction, tolerance, interval))
 
 
 def _is_value(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _verdict(delta: float, direction: str, tolerance: float, interval: tuple[float, float] | None) -> str:
-    """Regression: worse by more than the tolerance and, with an interval, all of it on the worse side."""
+def _verdict(baseline: float, candidate: float, direction: str, tolerance: float,
+             interval: tuple[float, float] | None) -> str:
+    """Regression: worse by more than the tolerance and, with an interval, all of it on the worse side.
+
+    A drop equal to the tolerance up to the rounding of the subtraction is within it; that rounding
+    grows with the values (a mean rank of 11616.663 minus 11616.613 is 0.050000000001).
+    """
+    delta = candidate - baseline
     worse = -delta if direction == "higher" else delta
     if worse == 0:
         return UNCHANGED
     if worse < 0:
         return IMPROVED
-    if worse - tolerance <= _ROUNDING * max(1.0, abs(tolerance)):
+    if worse - tolerance <= _ROUNDING * max(1.0, abs(tolerance), abs(baseline), abs(candidate)):
         return WITHIN_TOLERANCE
     if interval is not None:
         low, high = interval
@@ -393,22 +424,25 @@ def _interval(name: str, before: _Side, after: _Side, same_items: bool,
 
 
 def _paired(first: PerSample, second: PerSample) -> tuple[np.ndarray, np.ndarray, tuple[str, ...] | None] | str:
-    """Both runs' rows in the baseline's sample order, and the cluster keys when videos repeat.
+    """Both runs' rows in one canonical order, by (video, sample id), and the cluster keys when videos repeat.
 
-    With every video distinct the cluster bootstrap draws exactly what the plain one draws
-    (`cluster_units` numbers units in order of appearance), so no keys are passed and
-    `paired_bootstrap` may take its vectorised median.
+    The order is fixed by the data, not by the lines of either log, so that the same records give
+    the same draws, intervals and verdicts however their logs are ordered. With every video
+    distinct the cluster bootstrap draws exactly what the plain one draws, so no keys are passed
+    and `paired_bootstrap` may take its vectorised median.
     """
     if first.statistic is not second.statistic:
         return "the two sample logs give this metric different statistics"
     if set(first.ids) != set(second.ids):
         return "the sample logs count different samples toward it"
+    rows = sorted(range(len(first.ids)), key=lambda row: (
+        "" if first.clusters is None else first.clusters[row], first.ids[row]))
     position = {identifier: row for row, identifier in enumerate(second.ids)}
-    order = np.fromiter((position[identifier] for identifier in first.ids), dtype=np.int64, count=len(first.ids))
-    clusters = first.clusters
+    order = np.fromiter((position[first.ids[row]] for row in rows), dtype=np.int64, count=len(rows))
+    clusters = None if first.clusters is None else tuple(first.clusters[row] for row in rows)
     if clusters is not None and len(set(clusters)) == len(clusters):
         clusters = None
-    return first.values, second.values[order], clusters
+    return first.values[np.asarray(rows, dtype=np.int64)], second.values[order], clusters
 
 
 def _task_notes(task: str, before: _Side, after: _Side) -> list[str]:
@@ -461,15 +495,21 @@ def _item_difference(first: SampleMetrics, second: SampleMetrics) -> str:
 
 def format_number(value: float, unit: str) -> str:
     """Four decimals for fractions, three for ranks and costs: enough to see a 0.001 tolerance."""
+    if not math.isfinite(value):
+        return "–"
     return f"{value:.3f}" if unit in ("rank", "cost") else f"{value:.4f}"
 
 
 def format_delta(comparison: MetricComparison) -> str:
+    if not math.isfinite(comparison.delta):
+        return "–"
     return f"{comparison.delta:+.3f}" if comparison.unit in ("rank", "cost") else f"{comparison.delta:+.4f}"
 
 
 def format_interval(comparison: MetricComparison) -> str:
     """``[low, high]`` of the difference, or ``point`` when there is no interval."""
+    if comparison.verdict == MISSING:
+        return "–"
     if comparison.interval is None:
         return "point"
     digits = 3 if comparison.unit in ("rank", "cost") else 4

@@ -28,9 +28,9 @@ point, with the reason; nothing is approximated. What each kind of task logs, an
     mean of seen and unseen, resampling both. A row whose top score is shared has a prediction the
     log does not determine (the class order is not logged): such metrics stay points. The
     synonym runs (``srt.*``) are not logged.
-``alignment`` (``cost``)
-    ``normalized_dtw_cost`` is the mean cost, ``median_normalized_dtw_cost`` its median. The log
-    has no ``video``, so samples are resampled one by one.
+``alignment`` (``cost``, ``video``)
+    ``normalized_dtw_cost`` is the mean cost, ``median_normalized_dtw_cost`` its median, resampled
+    by video. Logs written before the engine logged the video are resampled one by one.
 ``localization``
     The log holds the predicted segments, not the ground truth they are scored against: points.
 """

@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -190,7 +191,8 @@ def evaluate_alignment(model: Any, items: Sequence[AlignmentItem], *, task: str,
         except ValueError as error:
             raise InputError(f"task {task}: item {item.sample_id or item.request.key()}: {error}",
                              field="--model") from error
-        samples.append({"id": item.sample_id, "cost": cost, "num_tokens": int(tokens.shape[0]),
+        video = item.request.video_id if item.request.video_id is not None else Path(item.request.path).stem
+        samples.append({"id": item.sample_id, "video": video, "cost": cost, "num_tokens": int(tokens.shape[0]),
                         "num_phrases": len(item.phrases)})
     if not samples:
         raise InputError(f"task {task}: no item could be evaluated (all videos failed to decode)",

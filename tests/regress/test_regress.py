@@ -18,9 +18,9 @@ from instract_eval import cli as cli_module
 from instract_eval.errors import InputError
 from instract_eval.metrics import mcq_metrics
 from instract_eval.metrics.ranking import ground_truth_ranks
-from instract_eval.regress import (DEFAULT_RESAMPLES, DEFAULT_TOLERANCE, IMPROVED, REGRESSION, UNCHANGED,
-                                   WITHIN_NOISE, WITHIN_TOLERANCE, GateReport, MetricComparison, compare_results,
-                                   to_junit, to_markdown)
+from instract_eval.regress import (DEFAULT_RESAMPLES, DEFAULT_TOLERANCE, IMPROVED, MISSING, REGRESSION, UNCHANGED,
+                                   WITHIN_NOISE, WITHIN_TOLERANCE, GateReport, MetricComparison, _verdict,
+                                   compare_results, to_junit, to_markdown)
 from instract_eval.results import read_sample_log, sample_log_of
 from instract_eval.runner.run import ModelRequest, RunOptions, run_evaluation
 from instract_eval.tasks import load_registry
@@ -284,19 +284,41 @@ def test_a_statistic_undefined_on_some_resample_falls_back_to_a_point(runs, tmp_
 # What is compared, and what is only noted
 
 
-def test_tasks_and_metrics_on_one_side_are_listed_as_not_compared(runs, tmp_path):
+def test_a_task_or_metric_gone_from_the_candidate_fails_and_extras_are_listed(capsys, runs, tmp_path):
     candidate = copy(runs / "seed1", tmp_path / "candidate")
     record_file(candidate, "synth-tal").unlink()
     edit_record(candidate, "synth-srt", lambda r: r["metrics"].update(
         extra={"value": 0.5, "unit": "fraction", "direction": "higher"}))
     edit_record(candidate, "synth-srt", lambda r: r["metrics"]["seen.accuracy"].update(value=None))
+    edit_record(candidate, "synth-srt", lambda r: r["metrics"].pop("unseen.accuracy"))
     report = compare_results(runs / "seed1", candidate, n_resamples=100)
     skipped = {(item.task, item.metric): item.reason for item in report.not_compared}
-    assert skipped[("synth-tal", None)] == "only in the baseline"
-    assert skipped[("synth-srt", "extra")] == "only in the candidate"
-    assert skipped[("synth-srt", "seen.accuracy")] == "the candidate value is None, not a number"
-    markdown = to_markdown(report)
-    assert "### Not compared" in markdown and "`synth-tal`: only in the baseline" in markdown
+    assert skipped == {("synth-srt", "extra"): "only in the candidate"}
+    missing = {(c.task, c.metric) for c in report.comparisons if c.verdict == MISSING}
+    tal = json.loads(record_file(runs / "seed1", "synth-tal").read_text())["metrics"]
+    assert missing == {("synth-srt", "seen.accuracy"), ("synth-srt", "unseen.accuracy")} | {
+        ("synth-tal", name) for name, metric in tal.items() if metric["direction"]}
+    assert not report.passed and "are missing from the candidate" in report.verdict()
+    assert "synth-tal: only in the baseline" in to_markdown(report)
+    code, _, _ = cli(capsys, "regress", "--baseline", str(runs / "seed1"), "--candidate", str(candidate))
+    assert code == 1
+
+
+def test_the_verdict_does_not_depend_on_the_order_of_the_sample_logs(runs, tmp_path):
+    shuffled = copy(runs / "seed1", tmp_path / "shuffled")
+    for log in shuffled.rglob("*.samples.jsonl"):
+        lines = log.read_text().splitlines(keepends=True)
+        log.write_text("".join(lines[::-1]))
+    forward = compare_results(runs / "seed1", runs / "seed2", n_resamples=300)
+    reordered = compare_results(shuffled, runs / "seed2", n_resamples=300)
+    assert [(c.interval, c.verdict) for c in forward.comparisons] == [
+        (c.interval, c.verdict) for c in reordered.comparisons]
+    assert any(c.interval is not None for c in forward.comparisons)
+
+
+def test_a_drop_equal_to_the_tolerance_on_large_ranks_is_within_it():
+    assert _verdict(11616.613, 11616.663, "lower", 0.05, None) == WITHIN_TOLERANCE
+    assert _verdict(11616.613, 11616.664, "lower", 0.05, None) == REGRESSION
 
 
 def test_differences_in_task_dataset_items_and_logs_are_noted(runs, tmp_path):
