@@ -26,8 +26,8 @@ point, with the reason; nothing is approximated. What each kind of task logs, an
     Accuracy (mean of hits) and macro F1 (over the classes present, as scikit-learn with
     ``labels=unique(y_true)``) per group, resampling that group's videos; ``hm.*`` the harmonic
     mean of seen and unseen, resampling both. A row whose top score is shared has a prediction the
-    log does not determine (the class order is not logged): such metrics stay points. The
-    synonym runs (``srt.*``) are not logged.
+    log does not determine (the class order is not logged): such metrics stay points. The means
+    over the synonym runs (``srt.<group>.*``) from each sample's ``srt_predictions``.
 ``alignment`` (``cost``, ``video``)
     ``normalized_dtw_cost`` is the mean cost, ``median_normalized_dtw_cost`` its median, resampled
     by video. Logs written before the engine logged the video are resampled one by one.
@@ -341,7 +341,8 @@ def _classification(log: _Log, record: Mapping[str, Any], gated: list[str],
             rows = np.flatnonzero(groups == (group or "all"))
         else:
             if group.startswith("srt."):
-                built[name] = f"{_NOT_LOGGED}: the synonym runs' predictions are not logged"
+                built[name] = _synonym_runs(log, record, group.removeprefix("srt."), metric, groups, truth,
+                                            classes, clusters)
             continue
         if tied[rows].any():
             built[name] = (f"ties: {int(tied[rows].sum())} rows have a shared top score, whose prediction the log "
@@ -358,6 +359,51 @@ def _classification(log: _Log, record: Mapping[str, Any], gated: list[str],
                                  else (pair, _macro_f1))
         built[name] = PerSample(ids, keys, values, statistic)
     return built
+
+
+def _synonym_runs(log: _Log, record: Mapping[str, Any], group: str, metric: str, groups: np.ndarray,
+                  truth: np.ndarray, classes: dict[str, int], clusters: tuple[str, ...] | None) -> PerSample | str:
+    """``srt.<group>.<metric>``, the mean over the synonym runs, from each sample's ``srt_predictions``.
+
+    Accuracy: each sample's share of runs that name its class, averaged (the mean over runs of
+    the per-run accuracy, as every run scores the same samples). Macro F1: the mean over runs of
+    each run's macro F1 on the resampled rows. A run with a tied top score in the group (its
+    ``num_tied`` in the record) does not determine its predictions: a point comparison.
+    """
+    runs = ((record.get("details") or {}).get("runs") or {}).get("per_run")
+    rows = np.flatnonzero(groups == group)
+    if not isinstance(runs, list) or not runs or not rows.size:
+        return f"{_NOT_LOGGED}: the record lists no synonym runs for group {group!r}"
+    tied = [run.get(group, {}).get("num_tied") for run in runs if isinstance(run, Mapping)]
+    if len(tied) != len(runs) or any(count != 0 for count in tied):
+        return "ties: a synonym run has tied top scores in this group, whose predictions the log does not determine"
+    predicted = []
+    for row in rows:
+        names = log.samples[row].get("srt_predictions")
+        if not (isinstance(names, list) and len(names) == len(runs) and all(_is_text(n) for n in names)):
+            return f"{_NOT_LOGGED}: the samples carry no srt_predictions for the {len(runs)} runs (an older log)"
+        predicted.append([classes.setdefault(n, len(classes)) for n in names])
+    codes = np.array(predicted, dtype=np.float64)
+    ids, keys = log.select(rows, clusters)
+    if metric == "accuracy":
+        return PerSample(ids, keys, (codes == truth[rows, None]).mean(axis=1), np.mean)
+    return PerSample(ids, keys, np.column_stack((truth[rows], codes)), _mean_macro_f1_over_runs)
+
+
+def _mean_macro_f1_over_runs(values: np.ndarray) -> float:
+    """Rows ``[true class, run 1 prediction, ..., run R prediction]``: the mean of the runs' macro F1
+    (each as `_macro_f1`), all runs counted in one ``bincount`` since this runs once per resample."""
+    truth = values[:, 0].astype(np.intp)
+    predicted = values[:, 1:].astype(np.intp)
+    runs, width = predicted.shape[1], int(max(truth.max(), predicted.max())) + 1
+    offsets = np.arange(runs) * width
+    actual = np.bincount(truth, minlength=width)
+    guessed = np.bincount((predicted + offsets).ravel(), minlength=runs * width).reshape(runs, width)
+    correct = predicted == truth[:, None]
+    hits = np.bincount((truth[:, None] + offsets)[correct], minlength=runs * width).reshape(runs, width)
+    present = actual > 0
+    per_run = (2.0 * hits[:, present] / (guessed[:, present] + actual[present])).sum(axis=1) / np.count_nonzero(present)
+    return float(per_run.mean())
 
 
 def _macro_f1(values: np.ndarray) -> float:

@@ -122,7 +122,8 @@ def evaluate_classification(model: Any, task: ClassificationTask, *, name: str, 
         return metrics, logits
 
     default_metrics, default_logits = run(task.default)
-    per_run = [run(label_set)[0] for label_set in task.runs]
+    run_results = [run(label_set) for label_set in task.runs]
+    per_run = [metrics for metrics, _ in run_results]
     headline = _headline(default_metrics)
     runs = _runs_section(task.runs, per_run)
     for group, summary in runs.get("summary", {}).items():
@@ -138,7 +139,10 @@ def evaluate_classification(model: Any, task: ClassificationTask, *, name: str, 
         "tau": tau,
         "coverage": {"evaluated": len(kept), "total": len(task.items), "fraction": len(kept) / len(task.items),
                      "failed_videos": videos.failed},
-        "samples": [_sample(item, task.default, default_logits[item.sample_id]) for item in kept],
+        "samples": [_sample(item, task.default, default_logits[item.sample_id],
+                            [(label_set, logits[item.sample_id]) for label_set, (_, logits) in zip(task.runs, run_results)]
+                            if item.group in runs.get("summary", {}) else ())
+                    for item in kept],
     }
 
 
@@ -182,11 +186,17 @@ def _check_items(items: Sequence[ClassificationItem], label_set: LabelSet) -> No
                              f"{item.group!r} in label set {label_set.name!r}")
 
 
-def _sample(item: ClassificationItem, label_set: LabelSet, logits: np.ndarray) -> dict:
+def _sample(item: ClassificationItem, label_set: LabelSet, logits: np.ndarray,
+            runs: Sequence[tuple[LabelSet, np.ndarray]] = ()) -> dict:
+    """One log line; items of a group the synonym runs rename also get ``srt_predictions``, the
+    class each run predicts, so that the ``srt.*`` means over runs have per-sample values too."""
     labels = label_set.classes[item.group]
     video = item.video.video_id if item.video.video_id is not None else Path(item.video.path).stem
-    return {"id": item.sample_id, "video": video, "label": item.label, "group": item.group,
-            "prediction": labels[int(np.argmax(logits))], "scores": logits.tolist()}
+    sample = {"id": item.sample_id, "video": video, "label": item.label, "group": item.group,
+              "prediction": labels[int(np.argmax(logits))], "scores": logits.tolist()}
+    if runs:
+        sample["srt_predictions"] = [run.classes[item.group][int(np.argmax(scores))] for run, scores in runs]
+    return sample
 
 
 def _unit(values: np.ndarray) -> np.ndarray:
