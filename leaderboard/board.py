@@ -138,7 +138,9 @@ class Coverage:
 
     @property
     def fraction_text(self) -> str:
-        return "–" if not self.total or self.evaluated is None else format_value(self.evaluated / self.total, "fraction")
+        if not self.total or self.evaluated is None:
+            return "–"
+        return format_value(self.evaluated / self.total, "fraction")
 
 
 def _count(value: Any) -> int | None:
@@ -358,9 +360,11 @@ def _breakdowns(kind: str, records: Sequence[Mapping[str, Any]]) -> list[Breakdo
     elif kind == "classification":
         made.append(_breakdown("Unseen accuracy per label set (default labels, then each synonym run; the seen "
                                "classes keep their labels)", records,
-                               lambda d: {k: _dig(v, "unseen", "accuracy") for k, v in (d.get("label_sets") or {}).items()}))
+                               lambda d: {k: _dig(v, "unseen", "accuracy")
+                                          for k, v in (d.get("label_sets") or {}).items()}))
     elif kind == "localization":
-        made.append(_breakdown("AP per class (mean over the tIoU thresholds)", records, lambda d: d.get("per_class_AP") or {}))
+        made.append(_breakdown("AP per class (mean over the tIoU thresholds)", records,
+                               lambda d: d.get("per_class_AP") or {}))
         made.append(_breakdown("Average mAP per ambiguity group", records, lambda d: d.get("ambiguity") or {}))
     return [b for b in made if b is not None]
 
@@ -383,6 +387,8 @@ def _check_matches(records: Sequence[Mapping[str, Any]], explicit: Mapping[str, 
 
 def _task_page(name: str, records: list[dict], page_slug: str, explicit: Mapping[str, str],
                include_reported: bool) -> TaskPage:
+    """One task's page: every metric of its records, the papers' rows, and the differences where a
+    model of ours is a reported method."""
     columns = _columns(records, headline_only=False)
     reported = reported_rows(name) if include_reported else []
     rows, provenance, differences = [], [], []
@@ -394,18 +400,19 @@ def _task_page(name: str, records: list[dict], page_slug: str, explicit: Mapping
         for paper_row in reported:
             if not _matches(label, paper_row.method, record["model"]["name"], explicit):
                 continue
-            for column in columns:
-                mine, theirs = rows[-1].cells[columns.index(column)].value, paper_row.values.get(column.metric)
+            for position, column in enumerate(columns):
+                mine, theirs = rows[-1].cells[position].value, paper_row.values.get(column.metric)
                 if mine is not None and theirs is not None:
-                    differences.append(Difference(label, paper_row.method, paper_row.paper, _cited_as(paper_row), column.metric,
-                                                  column.unit, mine, theirs))
-    for position, paper_row in enumerate(reported):
+                    differences.append(Difference(label, paper_row.method, paper_row.paper, _cited_as(paper_row),
+                                                  column.metric, column.unit, mine, theirs))
+    for paper_row in reported:
         rows.append(Row(paper_row.method, "reported", [_reported_cell(paper_row, c) for c in columns],
                         anchor=f"ref-{paper_row.paper}", citation=paper_row.citation,
                         cited_as=_cited_as(paper_row)))
     table = Table(columns, rows)
     _mark_best(table)
-    spec = records[0]["task"].get("spec") or {}
+    spec = records[0]["task"].get("spec")
+    spec = spec if isinstance(spec, Mapping) else {}
     return TaskPage(name=name, slug=page_slug, kind=str(records[0]["task"].get("kind", "")),
                     paper=str(records[0]["task"].get("paper", "")), description=str(spec.get("description", "")),
                     group=_display_group(records), table=table, records=records, provenance=provenance,

@@ -149,7 +149,8 @@ def line_chart(title: str, series: Sequence[Series], *, unit: str, x_axis: str, 
         colour = PALETTE[index % len(PALETTE)]
         points = sorted(line.points)
         if len(points) > 1:
-            path = " ".join(f"{'M' if i == 0 else 'L'}{x(px):.1f} {y(py * scale):.1f}" for i, (px, py) in enumerate(points))
+            path = " ".join(f"{'M' if i == 0 else 'L'}{x(px):.1f} {y(py * scale):.1f}"
+                            for i, (px, py) in enumerate(points))
             parts.append(f'<path d="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
         for px, py in points:
             parts.append(f'<circle cx="{x(px):.1f}" cy="{y(py * scale):.1f}" r="4" fill="{colour}">'
@@ -187,7 +188,8 @@ def _mcq_plot(page: TaskPage) -> Markup | None:
              if (value := row.values.get("accuracy", row.values.get("R@1"))) is not None]
     if not bars:
         return None
-    chances = {round(c, 12) for r in page.records if (c := finite_number((r.get("details") or {}).get("chance"))) is not None}
+    chances = {round(c, 12) for r in page.records
+               if (c := finite_number((r.get("details") or {}).get("chance"))) is not None}
     chance = chances.pop() if len(chances) == 1 else None
     return bar_chart(f"{page.name}: {metric} against chance", bars, unit="fraction", axis=f"{metric} (%)",
                      reference=chance, reference_label=f"chance {100 * chance:.1f}%" if chance is not None else "")
@@ -219,7 +221,8 @@ def _classification_plot(page: TaskPage) -> Markup | None:
         metric = _headline(page, ("accuracy", "hm.accuracy", "unseen.accuracy"))
         if metric is None:
             return None
-    bars = [Bar(_label(r), v, _metric(r, f"{metric}.std")) for r in page.records if (v := _metric(r, metric)) is not None]
+    bars = [Bar(_label(r), v, _metric(r, f"{metric}.std"))
+            for r in page.records if (v := _metric(r, metric)) is not None]
     bars += [Bar(row.method, row.values[metric], row.std.get(metric), reported=True)
              for row in page.reported if metric in row.values]
     if not bars:

@@ -140,7 +140,8 @@ def evaluate_classification(model: Any, task: ClassificationTask, *, name: str, 
         "coverage": {"evaluated": len(kept), "total": len(task.items), "fraction": len(kept) / len(task.items),
                      "failed_videos": videos.failed},
         "samples": [_sample(item, task.default, default_logits[item.sample_id],
-                            [(label_set, logits[item.sample_id]) for label_set, (_, logits) in zip(task.runs, run_results)]
+                            [(label_set, logits[item.sample_id])
+                             for label_set, (_, logits) in zip(task.runs, run_results)]
                             if item.group in runs.get("summary", {}) else ())
                     for item in kept],
     }
