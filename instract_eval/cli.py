@@ -361,6 +361,10 @@ def regress(
         "--confidence", help="Level of each bootstrap interval of the difference.")] = 0.95,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap draws: the same seed gives the same "
                                       "intervals.")] = 0,
+    correction: Annotated[str, typer.Option(
+        "--correction", help="holm: a metric with an interval regresses only if its p-value stays significant "
+        "after Holm's adjustment over all metrics with an interval (the chance of any false alarm stays at "
+        "1 - confidence); none: each interval on its own.")] = "holm",
     markdown: Annotated[Optional[Path], typer.Option(
         "--markdown", help="Also write the report as Markdown (a pull-request comment) to this file.",
         dir_okay=False)] = None,
@@ -371,7 +375,7 @@ def regress(
 ) -> None:
     """Regression gate: compare a candidate run's result records with a baseline's and fail on a regression.
 
-    Every metric of the tasks both sides have whose direction is higher- or lower-is-better is compared. It regresses when it is worse than the baseline by more than its tolerance and, when both records have sample logs of the same items, its paired bootstrap interval of the difference (videos resampled) lies on the worse side of zero; without that interval the tolerance alone decides.
+    Every metric of the tasks both sides have whose direction is higher- or lower-is-better is compared; one the baseline has and the candidate lacks fails as missing. It regresses when it is worse than the baseline by more than its tolerance and, when both records have sample logs of the same items, its paired bootstrap interval of the difference (videos resampled) lies on the worse side of zero and its p-value survives Holm's adjustment over all such metrics; without that interval the tolerance alone decides.
 
     Prints the comparison and the verdict. Exit code 0 when nothing regresses, 1 when something does, 2 on bad input (then no file is written), 3 if the comparison itself fails.
     """
@@ -386,7 +390,8 @@ def regress(
         report = compare_results(baseline, candidate, tolerance=tolerance,
                                  tolerances=dict(parse_tolerance(text) for text in metric_tolerance or ()),
                                  baseline_model=baseline_model, candidate_model=candidate_model,
-                                 n_resamples=resamples, confidence=confidence, seed=seed)
+                                 n_resamples=resamples, confidence=confidence, seed=seed,
+                                 correction=correction)
     except (InputError, ValueError):
         raise
     except Exception as error:  # a crash must not read as a regression (exit 1) in CI

@@ -12,6 +12,12 @@ ids, same videos), and `instract_eval.sample_metrics` rebuilds the metric from b
 the variation the two runs share cancels in the difference and a change that one or two samples
 explain is told apart from a real drop.
 
+Many metrics are tested at once (61 on the synth group), so some intervals would exclude zero by
+chance alone; with ``correction="holm"`` (the default) a metric with an interval regresses only if
+it also stays significant under Holm's step-down adjustment of the paired p-values over every
+metric of the report that has an interval, which keeps the chance of any false alarm at
+``1 - confidence``.
+
 Tolerances: one default, overridden per metric (``METRIC``) or per task and metric
 (``TASK:METRIC``); the more specific key wins. `to_markdown` and `to_junit` render a report for a
 pull-request comment and for a CI test view.
@@ -19,6 +25,7 @@ pull-request comment and for a CI test view.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 import os
@@ -39,6 +46,7 @@ from .sample_metrics import PerSample, SampleMetrics, sample_metrics
 __all__ = [
     "DEFAULT_TOLERANCE",
     "DEFAULT_RESAMPLES",
+    "CORRECTIONS",
     "REGRESSION",
     "MISSING",
     "WITHIN_NOISE",
@@ -49,6 +57,7 @@ __all__ = [
     "NotCompared",
     "GateReport",
     "compare_results",
+    "holm_adjusted",
     "parse_tolerance",
     "to_table",
     "to_markdown",
@@ -56,11 +65,13 @@ __all__ = [
     "format_number",
     "format_delta",
     "format_interval",
+    "format_p",
     "metric_label",
 ]
 
 DEFAULT_TOLERANCE = 0.01
 DEFAULT_RESAMPLES = 10_000
+CORRECTIONS = ("holm", "none")
 
 REGRESSION = "regression"
 MISSING = "missing"  # the baseline has a value, the candidate none: a gate must not pass on a vanished metric
@@ -97,6 +108,7 @@ class MetricComparison:
     p_value: float | None
     basis: str
     verdict: str
+    p_adjusted: float | None = None  # Holm's adjustment over the report's metrics with an interval
 
     @property
     def delta(self) -> float:
@@ -133,6 +145,7 @@ class GateReport:
     confidence: float
     n_resamples: int
     seed: int
+    correction: str = "holm"
 
     @property
     def regressions(self) -> tuple[MetricComparison, ...]:
@@ -264,6 +277,7 @@ def compare_results(
     n_resamples: int = DEFAULT_RESAMPLES,
     confidence: float = 0.95,
     seed: int = 0,
+    correction: str = "holm",
 ) -> GateReport:
     """Compare the candidate's records with the baseline's; see the module docstring for the rule.
 
@@ -277,6 +291,8 @@ def compare_results(
     overrides = {_check_key(key): _check_tolerance(value, f"--metric-tolerance {key}")
                  for key, value in tolerances.items()}
     _check_options(n_resamples, confidence, seed)
+    if correction not in CORRECTIONS:
+        raise InputError(f"unknown correction {correction!r} (choose {' or '.join(CORRECTIONS)})", field="--correction")
     base = _load(baseline, baseline_model, "--baseline-model")
     cand = _load(candidate, candidate_model, "--candidate-model")
     shared = [task for task in base if task in cand]
@@ -304,8 +320,39 @@ def compare_results(
         baseline=str(baseline), candidate=str(candidate),
         baseline_models=tuple(dict.fromkeys(base[task].label for task in shared)),
         candidate_models=tuple(dict.fromkeys(cand[task].label for task in shared)),
-        comparisons=tuple(comparisons), not_compared=tuple(not_compared), notes=tuple(dict.fromkeys(notes)),
-        tolerance=default, tolerances=dict(overrides), **options)
+        comparisons=_corrected(comparisons, 1 - float(confidence), correction), not_compared=tuple(not_compared),
+        notes=tuple(dict.fromkeys(notes)), tolerance=default, tolerances=dict(overrides), correction=correction,
+        **options)
+
+
+def holm_adjusted(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the input order (Holm 1979).
+
+    With the ``m`` p-values sorted, ``p_(1) <= ... <= p_(m)``, the adjusted ``i``-th is
+    ``max_{j <= i} min(1, (m - j + 1) p_(j))``; rejecting where it is below ``alpha`` keeps the
+    family-wise error rate at ``alpha`` under any dependence between the tests.
+    """
+    order = sorted(range(len(p_values)), key=lambda index: p_values[index])
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def _corrected(comparisons: Sequence[MetricComparison | NotCompared], alpha: float,
+               correction: str) -> tuple[MetricComparison, ...]:
+    """The comparisons with Holm-adjusted p-values; an interval-backed regression that is not
+    significant after the adjustment is within noise."""
+    compared = [c for c in comparisons if isinstance(c, MetricComparison)]
+    tested = [index for index, c in enumerate(compared) if c.p_value is not None]
+    if correction == "none" or not tested:
+        return tuple(compared)
+    for index, p_adjusted in zip(tested, holm_adjusted([compared[index].p_value for index in tested])):
+        c = compared[index]
+        verdict = WITHIN_NOISE if c.verdict == REGRESSION and not p_adjusted < alpha else c.verdict
+        compared[index] = dataclasses.replace(c, p_adjusted=p_adjusted, verdict=verdict)
+    return tuple(compared)
 
 
 def _check_keys_match(overrides: Mapping[str, float], base: Mapping[str, _Side], cand: Mapping[str, _Side]) -> None:
@@ -517,12 +564,23 @@ def format_interval(comparison: MetricComparison) -> str:
     return f"[{low:+.{digits}f}, {high:+.{digits}f}]"
 
 
+def format_p(comparison: MetricComparison) -> str:
+    """The paired bootstrap p-value, Holm-adjusted when the report is; ``–`` without an interval."""
+    p_value = comparison.p_adjusted if comparison.p_adjusted is not None else comparison.p_value
+    return "–" if p_value is None else f"{p_value:.3g}"
+
+
+def _p_header(report: GateReport) -> str:
+    return "p (Holm)" if report.correction == "holm" else "p"
+
+
 def metric_label(comparison: MetricComparison) -> str:
     return f"{comparison.metric} {_ARROWS[comparison.direction]}"
 
 
 def to_table(report: GateReport, title: str):
-    """The comparison as a rich table for the terminal, regressions in bold red."""
+    """The comparison as a rich table for the terminal, regressions in bold red (the p-values are in
+    the markdown and JUnit reports: one column more would fold the task names in a narrow terminal)."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -545,8 +603,8 @@ def to_markdown(report: GateReport) -> str:
              f"Baseline `{_md(report.baseline)}` ({_md(', '.join(report.baseline_models))}) vs candidate "
              f"`{_md(report.candidate)}` ({_md(', '.join(report.candidate_models))}). {_md(_rule(report))}", ""]
     lines += ["### Regressions", ""]
-    lines += _md_table(report.regressions, level) if report.regressions else ["None.", ""]
-    lines += ["### All compared metrics", ""] + _md_table(report.comparisons, level)
+    lines += _md_table(report.regressions, level, _p_header(report)) if report.regressions else ["None.", ""]
+    lines += ["### All compared metrics", ""] + _md_table(report.comparisons, level, _p_header(report))
     if report.not_compared:
         lines += ["### Not compared", ""]
         lines += [f"- `{_md(item.task)}`" + (f" `{_md(item.metric)}`" if item.metric else "") + f": {_md(item.reason)}"
@@ -566,16 +624,23 @@ def _rule(report: GateReport) -> str:
     return (f"A metric regresses when it is worse by more than its tolerance ({report.tolerance:g} absolute"
             + (f"; {overrides}" if overrides else "") + f") and its {report.confidence:.0%} paired bootstrap "
             f"interval ({report.n_resamples} resamples of whole videos, seed {report.seed}) lies on the worse side "
-            "of zero; without an interval the tolerance alone decides.")
+            "of zero" + (", and its p-value stays below "
+                         f"{1 - report.confidence:.2g} after Holm's adjustment over the {_tested(report)} metrics with "
+                         "an interval" if report.correction == "holm" else "")
+            + "; without an interval the tolerance alone decides.")
 
 
-def _md_table(comparisons: Sequence[MetricComparison], level: str) -> list[str]:
-    rows = [f"| task | metric | baseline | candidate | Δ | {level} CI of Δ | verdict |",
-            "|---|---|---:|---:|---:|---:|---|"]
+def _tested(report: GateReport) -> int:
+    return sum(c.p_value is not None for c in report.comparisons)
+
+
+def _md_table(comparisons: Sequence[MetricComparison], level: str, p_header: str) -> list[str]:
+    rows = [f"| task | metric | baseline | candidate | Δ | {level} CI of Δ | {p_header} | verdict |",
+            "|---|---|---:|---:|---:|---:|---:|---|"]
     for c in comparisons:
         verdict = f"**{c.verdict}**" if c.regressed else c.verdict
         cells = [_md(c.task), _md(metric_label(c)), format_number(c.baseline, c.unit),
-                 format_number(c.candidate, c.unit), format_delta(c), format_interval(c), verdict]
+                 format_number(c.candidate, c.unit), format_delta(c), format_interval(c), format_p(c), verdict]
         rows.append("| " + " | ".join(cells) + " |")
     return rows + [""]
 

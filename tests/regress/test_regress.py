@@ -19,8 +19,8 @@ from instract_eval.errors import InputError
 from instract_eval.metrics import mcq_metrics
 from instract_eval.metrics.ranking import ground_truth_ranks
 from instract_eval.regress import (DEFAULT_RESAMPLES, DEFAULT_TOLERANCE, IMPROVED, MISSING, REGRESSION, UNCHANGED,
-                                   WITHIN_NOISE, WITHIN_TOLERANCE, GateReport, MetricComparison, _verdict,
-                                   compare_results, to_junit, to_markdown)
+                                   WITHIN_NOISE, WITHIN_TOLERANCE, GateReport, MetricComparison, _corrected,
+                                   _verdict, compare_results, holm_adjusted, to_junit, to_markdown)
 from instract_eval.results import read_sample_log, sample_log_of
 from instract_eval.runner.run import ModelRequest, RunOptions, run_evaluation
 from instract_eval.tasks import load_registry
@@ -206,6 +206,38 @@ def test_the_command_line_defaults_are_the_library_defaults():
     parameters = inspect.signature(cli_module.regress).parameters
     assert parameters["tolerance"].default == DEFAULT_TOLERANCE
     assert parameters["resamples"].default == DEFAULT_RESAMPLES
+    assert parameters["correction"].default == inspect.signature(compare_results).parameters["correction"].default
+
+
+def test_holm_adjustment_on_a_hand_worked_example():
+    # sorted p: 0.01, 0.03, 0.04 (m = 3): 3 x 0.01 = 0.03, max(0.03, 2 x 0.03) = 0.06, max(0.06, 0.04) = 0.06
+    assert holm_adjusted([0.04, 0.01, 0.03]) == pytest.approx([0.06, 0.03, 0.06])
+    assert holm_adjusted([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert holm_adjusted([]) == []
+
+
+@pytest.mark.parametrize("correction, verdicts", [
+    ("none", [REGRESSION, REGRESSION, REGRESSION]),
+    ("holm", [REGRESSION, WITHIN_NOISE, WITHIN_NOISE]),  # adjusted 0.003, 0.06, 0.06 against 0.05
+])
+def test_the_correction_keeps_many_metrics_from_failing_by_chance(correction, verdicts):
+    comparisons = [MetricComparison(task="t", metric=f"m{index}", direction="higher", unit="fraction", baseline=0.5,
+                                    candidate=0.4, tolerance=0.01, interval=(-0.2, -0.01), p_value=p_value,
+                                    basis="paired bootstrap", verdict=REGRESSION)
+                   for index, p_value in enumerate([0.001, 0.03, 0.04])]
+    assert [c.verdict for c in _corrected(comparisons, 0.05, correction)] == verdicts
+
+
+def test_a_planted_drop_survives_the_correction_and_the_option_is_on_the_command_line(capsys, planted, tmp_path):
+    report = compare_results(planted["baseline"], planted["drop"], n_resamples=2000)
+    assert report.correction == "holm" and by_metric(report)["R@1"].p_adjusted < 0.05
+    assert "after Holm's adjustment over the" in to_markdown(report)
+    code, _, err = cli(capsys, "regress", "--baseline", str(planted["baseline"]), "--candidate", str(planted["drop"]),
+                       "--correction", "none", "--resamples", "500")
+    assert code == 1, err
+    code, _, err = cli(capsys, "regress", "--baseline", str(planted["baseline"]), "--candidate", str(planted["drop"]),
+                       "--correction", "bonferroni")
+    assert code == 2 and "--correction: unknown correction 'bonferroni'" in err
 
 
 # ------------------------------------------------------------------------------------------------
@@ -456,7 +488,7 @@ def test_junit_escapes_names_and_counts_failures():
 
 def test_markdown_cells_escape_pipes():
     markdown = to_markdown(_report("a|b", "m", regressed=True))
-    assert "| a\\|b | m ↑ | 0.5000 | 0.2500 | -0.2500 | [-0.4000, -0.1000] | **regression** |" in markdown
+    assert "| a\\|b | m ↑ | 0.5000 | 0.2500 | -0.2500 | [-0.4000, -0.1000] | 0 | **regression** |" in markdown
 
 
 def test_markdown_cells_hold_no_live_html_or_links():
