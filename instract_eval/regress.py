@@ -40,7 +40,7 @@ import numpy as np
 
 from .errors import InputError
 from .metrics.statistics import paired_bootstrap
-from .results import read_record_files, read_sample_log, sample_log_of
+from .results import is_finite_number, read_record_files, read_sample_log, sample_log_of
 from .sample_metrics import PerSample, SampleMetrics, sample_metrics
 
 __all__ = [
@@ -197,7 +197,7 @@ def _check_key(key: Any) -> str:
 
 
 def _check_tolerance(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+    if not is_finite_number(value) or value < 0:
         raise InputError(f"a tolerance is a finite number >= 0 (absolute), got {value!r}", field=where)
     return float(value)
 
@@ -381,7 +381,7 @@ def _missing(task: str, name: str, baseline: Mapping[str, Any], default: float,
              overrides: Mapping[str, float]) -> MetricComparison | None:
     """A baseline metric with a value that the candidate lacks or holds no number for: a failure."""
     metric = baseline["metrics"].get(name)
-    if metric is None or not _is_value(metric["value"]) or metric.get("direction") not in _ARROWS:
+    if metric is None or not is_finite_number(metric["value"]) or metric.get("direction") not in _ARROWS:
         return None
     return MetricComparison(task=task, metric=name, direction=metric["direction"], unit=metric["unit"],
                             baseline=float(metric["value"]), candidate=math.nan,
@@ -396,9 +396,9 @@ def _compare_metric(task: str, name: str, before: _Side, after: _Side, same_item
     sides = {"baseline": before.record["metrics"].get(name), "candidate": after.record["metrics"].get(name)}
     if sides["baseline"] is None:
         return NotCompared(task, name, "only in the candidate")
-    if not _is_value(sides["baseline"]["value"]):
+    if not is_finite_number(sides["baseline"]["value"]):
         return NotCompared(task, name, f"the baseline value is {sides['baseline']['value']!r}, not a number")
-    if sides["candidate"] is None or not _is_value(sides["candidate"]["value"]):
+    if sides["candidate"] is None or not is_finite_number(sides["candidate"]["value"]):
         return _missing(task, name, before.record, tolerance, {}) or NotCompared(
             task, name, "the baseline metric has no direction")
     direction = sides["baseline"]["direction"]
@@ -411,10 +411,6 @@ def _compare_metric(task: str, name: str, before: _Side, after: _Side, same_item
                             baseline=value_a, candidate=value_b, tolerance=tolerance, interval=interval,
                             p_value=p_value, basis=basis,
                             verdict=_verdict(value_a, value_b, direction, tolerance, interval))
-
-
-def _is_value(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _verdict(baseline: float, candidate: float, direction: str, tolerance: float,

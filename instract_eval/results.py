@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import numbers
 import os
 import platform
 import re
@@ -27,9 +29,16 @@ from .errors import InputError
 from .files import write_atomic
 
 __all__ = ["SCHEMA", "read_records", "read_record_files", "read_sample_log", "sample_log_of", "describe_metrics",
-           "dataset_fingerprint", "software_versions", "record_path", "samples_path", "write_record", "to_json"]
+           "dataset_fingerprint", "software_versions", "record_path", "samples_path", "write_record", "to_json",
+           "is_finite_number", "label_by_source"]
 
 SCHEMA = "instract-eval/result/1"
+
+
+def is_finite_number(value: Any) -> bool:
+    """A metric value that can be shown, compared or plotted: a real number, not a bool, not NaN or
+    infinite (JSON lets result files hold all of those)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def describe_metrics(metrics: Mapping[str, Any], declared: Sequence[Any] = ()) -> dict[str, dict]:

@@ -49,6 +49,7 @@ import numpy as np
 
 from .errors import InputError
 from .metrics.ranking import TIE_POLICIES, rank_counts, ranks_from_counts, recall_at_k_per_query
+from .results import is_finite_number
 
 __all__ = ["PerSample", "SampleMetrics", "sample_metrics", "VIDEO_KINDS"]
 
@@ -145,7 +146,7 @@ def _ties(record: Mapping[str, Any]) -> Any:
 
 def _reproduced(entry: PerSample, recorded: Any) -> PerSample | str:
     """``entry`` when its statistic on the whole log equals the record's value, else the reason."""
-    if isinstance(recorded, bool) or not isinstance(recorded, numbers.Real) or not math.isfinite(recorded):
+    if not is_finite_number(recorded):
         return f"the record's value {recorded!r} is not a finite number"
     if len(entry.ids) == 0:
         return "no sample of the log counts toward it"
@@ -208,12 +209,8 @@ def _is_text(value: Any) -> bool:
     return isinstance(value, str) and value != ""
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _is_rank(value: Any) -> bool:
-    return _is_number(value) and value >= 1
+    return is_finite_number(value) and value >= 1
 
 
 def _is_index(value: Any) -> bool:
@@ -221,7 +218,7 @@ def _is_index(value: Any) -> bool:
 
 
 def _is_numbers(value: Any) -> bool:
-    return isinstance(value, list) and len(value) > 0 and all(_is_number(v) for v in value)
+    return isinstance(value, list) and len(value) > 0 and all(is_finite_number(v) for v in value)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -452,7 +449,7 @@ def _harmonic(seen: float, unseen: float) -> float:
 def _alignment(log: _Log, record: Mapping[str, Any], gated: list[str],
                clusters: tuple[str, ...] | None) -> dict[str, PerSample | str]:
     """The normalized DTW cost: mean and median of the per-item costs."""
-    costs = np.array(log.column("cost", _is_number, "a finite cost"), dtype=np.float64)
+    costs = np.array(log.column("cost", is_finite_number, "a finite cost"), dtype=np.float64)
     statistics = {"normalized_dtw_cost": np.mean, "median_normalized_dtw_cost": np.median}
     return {name: PerSample(log.ids, clusters, costs, statistics[name]) for name in gated if name in statistics}
 

@@ -14,13 +14,13 @@ only then is the difference shown.
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from instract_eval.errors import InputError
+from instract_eval.results import is_finite_number
 
 from .reported import ReportedRow, reported_rows, sources
 
@@ -319,9 +319,7 @@ def _provenance(record: Mapping[str, Any], anchor: str) -> Provenance:
 
 def finite_number(value: Any) -> float | None:
     """A number to show or plot, or None: result files may hold NaN, infinities or anything else."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
+    return float(value) if is_finite_number(value) else None
 
 
 def _dig(value: Any, *path: str) -> Any:
