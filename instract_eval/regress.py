@@ -40,7 +40,7 @@ import numpy as np
 
 from .errors import InputError
 from .metrics.statistics import paired_bootstrap
-from .results import is_finite_number, read_record_files, read_sample_log, sample_log_of
+from .results import is_finite_number, model_label, read_record_files, read_sample_log, sample_log_of
 from .sample_metrics import PerSample, SampleMetrics, sample_metrics
 
 __all__ = [
@@ -225,7 +225,7 @@ class _Side:
 
     @property
     def label(self) -> str:
-        return self.record["model"].get("label", self.record["model"]["name"])
+        return model_label(self.record)
 
 
 def _load(source: str | os.PathLike, model: str | None, flag: str) -> dict[str, _Side]:
@@ -235,7 +235,7 @@ def _load(source: str | os.PathLike, model: str | None, flag: str) -> dict[str, 
         chosen = [(path, record) for path, record in found
                   if model in (record["model"].get("label"), record["model"]["name"])]
         if not chosen:
-            labels = sorted({record["model"].get("label", record["model"]["name"]) for _, record in found})
+            labels = sorted({model_label(record) for _, record in found})
             raise InputError(f"no record of model {model!r} here (models: {', '.join(labels)})", path=source,
                              field=flag)
         found = chosen
@@ -245,7 +245,7 @@ def _load(source: str | os.PathLike, model: str | None, flag: str) -> dict[str, 
     sides = {}
     for task, entries in by_task.items():
         if len(entries) > 1:
-            labels = [record["model"].get("label", record["model"]["name"]) for _, record in entries]
+            labels = [model_label(record) for _, record in entries]
             which = ", ".join(labels) if len(set(labels)) == len(labels) else ", ".join(str(p) for p, _ in entries)
             raise InputError(f"task {task} has {len(entries)} records ({which}): choose one model with {flag}",
                              path=source, field=flag)

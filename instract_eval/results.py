@@ -30,9 +30,14 @@ from .files import write_atomic
 
 __all__ = ["SCHEMA", "read_records", "read_record_files", "read_sample_log", "sample_log_of", "describe_metrics",
            "dataset_fingerprint", "software_versions", "record_path", "samples_path", "write_record", "to_json",
-           "is_finite_number", "label_by_source"]
+           "is_finite_number", "label_by_source", "model_label"]
 
 SCHEMA = "instract-eval/result/1"
+
+
+def model_label(record: Mapping[str, Any]) -> str:
+    """The name a record's model goes by in tables and file names: its label, else its name."""
+    return record["model"].get("label") or record["model"]["name"]
 
 
 def is_finite_number(value: Any) -> bool:
@@ -182,7 +187,7 @@ def write_record(output: Path, record: Mapping[str, Any], samples: Sequence[Mapp
     always has its complete log beside it; a record written without one removes an older log, which
     would belong to another run.
     """
-    model, task = record["model"].get("label", record["model"]["name"]), record["task"]["name"]
+    model, task = model_label(record), record["task"]["name"]
     path = record_path(output, model, task)
     path.parent.mkdir(parents=True, exist_ok=True)
     log = samples_path(output, model, task)
@@ -290,7 +295,7 @@ def label_by_source(sources: Sequence[Path]) -> list[dict]:
     for source, files in loaded:
         first: dict[tuple[str, str], Path] = {}
         for path, record in files:
-            label = record["model"].get("label") or record["model"]["name"]
+            label = model_label(record)
             key = (label, record["task"]["name"])
             if key in first:
                 raise InputError(f"a second record of model {label} for task {key[1]} (the first is {first[key]}); "
@@ -300,7 +305,7 @@ def label_by_source(sources: Sequence[Path]) -> list[dict]:
     labelled = []
     for source, files in loaded:
         for _, record in files:
-            label = record["model"].get("label") or record["model"]["name"]
+            label = model_label(record)
             record["model"]["label"] = f"{source}:{label}" if len(owners[label]) > 1 else label
             labelled.append(record)
     return labelled

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from instract_eval.errors import InputError
-from instract_eval.results import is_finite_number
+from instract_eval.results import is_finite_number, model_label
 
 from .reported import ReportedRow, reported_rows, sources
 
@@ -151,7 +151,7 @@ def _coverage(record: Mapping[str, Any]) -> Coverage:
     coverage = _dig(record, "dataset", "coverage")
     coverage = coverage if isinstance(coverage, Mapping) else {}
     failed = coverage.get("failed_videos")
-    return Coverage(_label(record), _count(coverage.get("evaluated")), _count(coverage.get("total")),
+    return Coverage(model_label(record), _count(coverage.get("evaluated")), _count(coverage.get("total")),
                     len(failed) if isinstance(failed, dict) else 0)
 
 
@@ -229,9 +229,6 @@ def slug(name: str, taken: set[str]) -> str:
 def _normalized(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
-
-def _label(record: Mapping[str, Any]) -> str:
-    return record["model"].get("label") or record["model"]["name"]
 
 
 def _display_group(records: Sequence[Mapping[str, Any]]) -> str:
@@ -314,7 +311,7 @@ def _provenance(record: Mapping[str, Any], anchor: str) -> Provenance:
         ("versions", ", ".join(f"{k} {v}" for k, v in versions.items() if k not in ("platform", "git_revision"))),
         ("git revision", str(versions.get("git_revision") or "–")),
     ]
-    return Provenance(anchor, _label(record), task["name"], fields)
+    return Provenance(anchor, model_label(record), task["name"], fields)
 
 
 def finite_number(value: Any) -> float | None:
@@ -337,7 +334,7 @@ def _breakdown(title: str, records: Sequence[Mapping[str, Any]], parts: Callable
     if not names:
         return None
     rows = [(str(name), [Cell(finite_number(values.get(name)), unit=unit) for values in found]) for name in names]
-    breakdown = Breakdown(title, unit, [_label(record) for record in records], rows)
+    breakdown = Breakdown(title, unit, [model_label(record) for record in records], rows)
     for _, cells in breakdown.rows:
         best = max((c.value for c in cells if c.value is not None), default=None)
         for cell in cells:
@@ -377,7 +374,7 @@ def _matches(label: str, method: str, model_name: str, explicit: Mapping[str, st
 
 
 def _check_matches(records: Sequence[Mapping[str, Any]], explicit: Mapping[str, str]) -> None:
-    names = {name for record in records for name in (_label(record), record["model"]["name"])}
+    names = {name for record in records for name in (model_label(record), record["model"]["name"])}
     for label in explicit:
         if label not in names:
             raise InputError(f"no result record has a model labelled or named '{label}'", field="--match")
@@ -392,7 +389,7 @@ def _task_page(name: str, records: list[dict], page_slug: str, explicit: Mapping
     rows, provenance, differences = [], [], []
     for index, record in enumerate(records):
         anchor = f"run-{index + 1}"
-        label = _label(record)
+        label = model_label(record)
         rows.append(Row(label, "reproduced", [_cell(record["metrics"], c) for c in columns], anchor=anchor))
         provenance.append(_provenance(record, anchor))
         for paper_row in reported:
@@ -428,7 +425,7 @@ def _group_table(pages: Sequence[TaskPage]) -> Table:
     reported: dict[tuple[str, str, str], Row] = {}
     for page in pages:
         for position, record in enumerate(page.records):
-            label = _label(record)
+            label = model_label(record)
             row = reproduced.setdefault(label, Row(label, "reproduced", [Cell(None, unit=c.unit) for c in columns]))
             for index, column in enumerate(columns):
                 if column.task == page.name:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
+from instract_eval.results import model_label
+
 from .board import TaskPage, finite_number, format_value
 
 __all__ = ["Bar", "Series", "bar_chart", "line_chart", "task_plots"]
@@ -169,9 +171,6 @@ def _metric(record: dict, name: str) -> float | None:
     return finite_number(metric.get("value")) if isinstance(metric, dict) else None
 
 
-def _label(record: dict) -> str:
-    return record["model"].get("label") or record["model"]["name"]
-
 
 def _headline(page: TaskPage, prefer: Sequence[str]) -> str | None:
     names = [c.metric for c in page.table.columns]
@@ -182,7 +181,7 @@ def _mcq_plot(page: TaskPage) -> Markup | None:
     metric = _headline(page, ("accuracy", "R@1"))
     if metric is None:
         return None
-    bars = [Bar(_label(r), v) for r in page.records if (v := _metric(r, metric)) is not None]
+    bars = [Bar(model_label(r), v) for r in page.records if (v := _metric(r, metric)) is not None]
     # In multiple choice accuracy is R@1; papers print one or the other.
     bars += [Bar(row.method, value, reported=True) for row in page.reported
              if (value := row.values.get("accuracy", row.values.get("R@1"))) is not None]
@@ -208,7 +207,7 @@ def _pool_size_points(record: dict) -> tuple[tuple[float, float], ...]:
 
 
 def _retrieval_plot(page: TaskPage) -> Markup | None:
-    series = [Series(_label(record), points) for record in page.records if (points := _pool_size_points(record))]
+    series = [Series(model_label(record), points) for record in page.records if (points := _pool_size_points(record))]
     if not series:
         return None
     return line_chart(f"{page.name}: mean R@1 (T2V and V2T) against pool size", series, unit="fraction",
@@ -221,7 +220,7 @@ def _classification_plot(page: TaskPage) -> Markup | None:
         metric = _headline(page, ("accuracy", "hm.accuracy", "unseen.accuracy"))
         if metric is None:
             return None
-    bars = [Bar(_label(r), v, _metric(r, f"{metric}.std"))
+    bars = [Bar(model_label(r), v, _metric(r, f"{metric}.std"))
             for r in page.records if (v := _metric(r, metric)) is not None]
     bars += [Bar(row.method, row.values[metric], row.std.get(metric), reported=True)
              for row in page.reported if metric in row.values]
@@ -241,7 +240,7 @@ def _localization_plot(page: TaskPage) -> Markup | None:
     for record in page.records:
         points = tuple((t, v) for name, t in thresholds.items() if (v := _metric(record, name)) is not None)
         if points:
-            series.append(Series(_label(record), points))
+            series.append(Series(model_label(record), points))
     return line_chart(f"{page.name}: mAP against the tIoU threshold", series, unit="fraction",
                       x_axis="tIoU threshold", y_axis="mAP (%)") if series else None
 
@@ -251,7 +250,7 @@ def _alignment_plot(page: TaskPage) -> Markup | None:
     if metric is None:
         return None
     unit = next(c.unit for c in page.table.columns if c.metric == metric)
-    bars = [Bar(_label(r), v) for r in page.records if (v := _metric(r, metric)) is not None]
+    bars = [Bar(model_label(r), v) for r in page.records if (v := _metric(r, metric)) is not None]
     return bar_chart(f"{page.name}: {metric} (lower is better)", bars, unit=unit, axis=metric) if bars else None
 
 

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 from rich.table import Table
 
+from instract_eval.results import model_label
+
 __all__ = ["summary_table", "format_value"]
 
 
@@ -25,10 +27,10 @@ def summary_table(records: Sequence[dict], skipped: Sequence[tuple[str, str, str
 
     With ``delta`` and exactly two columns, a last column gives the second minus the first.
     """
-    models = list(dict.fromkeys(_label(record) for record in records))
+    models = list(dict.fromkeys(model_label(record) for record in records))
     models += [model for model, _, _ in skipped if model not in models]
     tasks = list(dict.fromkeys([record["task"]["name"] for record in records] + [task for _, task, _ in skipped]))
-    by_pair = {(_label(record), record["task"]["name"]): record for record in records}
+    by_pair = {(model_label(record), record["task"]["name"]): record for record in records}
     why_skipped = {(model, task): why for model, task, why in skipped}
     table = Table(title="headline metrics (↑ higher is better, ↓ lower is better)")
     table.add_column("task", no_wrap=True)
@@ -62,9 +64,6 @@ def summary_table(records: Sequence[dict], skipped: Sequence[tuple[str, str, str
             table.add_row(task, (name or "") + arrow, *cells)
     return table
 
-
-def _label(record: dict) -> str:
-    return record["model"].get("label", record["model"]["name"])
 
 
 def _headline(record: dict) -> dict:
