@@ -16,9 +16,19 @@ Sampling modes (the full rules, with the official code they follow, are in `samp
     ``num_frames`` frames ``1/fps`` apart, i.e. a clip of fixed duration ``num_frames / fps``
     centred in the window (ACE/SRT: ATA 30 frames at 10 fps = 3 s).
 
-Pixels: resize so the shorter side is ``size`` (bilinear, antialiased), centre-crop a square of
-``crop`` (or keep the whole frame when ``crop`` is None), scale to [0, 1], subtract ``mean`` and
-divide by ``std`` per RGB channel.
+Pixels, as each family's official preprocessing states them:
+
+- ``resize``: ``"short_side"`` scales the shorter side to ``size`` keeping the aspect ratio (CLIP's
+  ``Resize(size)``); ``"squash"`` scales both sides to ``size`` (ViCLIP's demo, PE-Core,
+  Singularity, VideoMAE TAD features);
+- ``interpolation``: ``"bilinear"`` or ``"bicubic"``, antialiased, rounded to uint8 as PIL does;
+- then a centre square of ``crop`` (None: the whole frame);
+- ``value_range``: pixels are scaled to ``[0, value_range]`` (1: ``ToTensor``; 255: LaViLa's raw
+  pixel values), then ``mean`` is subtracted and ``std`` divided per RGB channel, both in the
+  units of that range.
+
+The defaults (short side, bilinear, 0..1) are what the key omits, so specs written before these
+fields existed keep their cache keys.
 """
 
 from __future__ import annotations
@@ -30,6 +40,8 @@ from typing import Literal
 
 __all__ = [
     "SAMPLING_MODES",
+    "RESIZE_MODES",
+    "INTERPOLATIONS",
     "CLIP_MEAN",
     "CLIP_STD",
     "IMAGENET_MEAN",
@@ -43,6 +55,8 @@ __all__ = [
 ]
 
 SAMPLING_MODES = ("uniform", "fps")
+RESIZE_MODES = ("short_side", "squash")
+INTERPOLATIONS = ("bilinear", "bicubic")
 
 # OpenAI CLIP statistics: used by CLIP4Clip, ViCLIP, InternVideo and the official InstrAct loader.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -68,8 +82,11 @@ class FrameSpec:
 
     ``fps`` is the sampling rate for ``sampling="fps"`` (required) and the optional grid rate for
     ``sampling="uniform"``. ``size`` is the target of the shorter side (None: no resize); ``crop``
-    the side of the centre square crop (None: no crop). Frozen and hashable; `key` is the stable
-    text form used in cache keys.
+    the side of the centre square crop (None: no crop). ``resize``, ``interpolation`` and
+    ``value_range`` are described in the module docstring. ``fixed_frames``: the model cannot take
+    another frame count (a temporal embedding of fixed length that its official code never
+    interpolates), so a task asking for one fails before decoding. Frozen and hashable; `key` is
+    the stable text form used in cache keys.
     """
 
     num_frames: int
@@ -79,6 +96,10 @@ class FrameSpec:
     crop: int | None = 224
     mean: tuple[float, float, float] = CLIP_MEAN
     std: tuple[float, float, float] = CLIP_STD
+    resize: Literal["short_side", "squash"] = "short_side"
+    interpolation: Literal["bilinear", "bicubic"] = "bilinear"
+    value_range: float = 1.0
+    fixed_frames: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.num_frames, bool) or not isinstance(self.num_frames, int) or self.num_frames < 1:
@@ -104,6 +125,14 @@ class FrameSpec:
             object.__setattr__(self, name, value)
         if any(v <= 0 for v in self.std):
             raise ValueError(f"std must be positive, got {self.std!r}")
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {RESIZE_MODES}, got {self.resize!r}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {self.interpolation!r}")
+        if not math.isfinite(float(self.value_range)) or float(self.value_range) <= 0:
+            raise ValueError(f"value_range must be a positive number, got {self.value_range!r}")
+        object.__setattr__(self, "value_range", float(self.value_range))
+        object.__setattr__(self, "fixed_frames", bool(self.fixed_frames))
 
     @property
     def clip_duration_s(self) -> float | None:
@@ -114,6 +143,7 @@ class FrameSpec:
         """A canonical text form: equal for specs that preprocess identically, stable across runs.
 
         Floats are written with ``repr`` (shortest round-trip form), so ``5`` and ``5.0`` agree.
+        ``fixed_frames`` is not part of it: it constrains tasks, not pixels.
         """
         parts = [
             f"frames={self.num_frames}",
@@ -124,6 +154,12 @@ class FrameSpec:
             "mean=" + ",".join(_num(v) for v in self.mean),
             "std=" + ",".join(_num(v) for v in self.std),
         ]
+        if self.resize != "short_side":
+            parts.append(f"resize={self.resize}")
+        if self.interpolation != "bilinear":
+            parts.append(f"interpolation={self.interpolation}")
+        if self.value_range != 1.0:
+            parts.append(f"range={_num(self.value_range)}")
         return "framespec/v1;" + ";".join(parts)
 
     def fingerprint(self) -> str:

@@ -15,6 +15,10 @@ The geometry follows torchvision's ``Resize(size)`` + ``CenterCrop(crop)``, then
   by the official InstrAct loader, also rounds down);
 - scale to [0, 1] and normalise ``(x - mean) / std`` per RGB channel, in float32.
 
+A spec may instead ask for ``resize="squash"`` (both sides to ``size``), ``interpolation="bicubic"``
+(antialiased, uint8 in and out, as PIL's bicubic used by CLIP's ``Resize``) and pixel values in
+``[0, value_range]`` before the mean and std (LaViLa: 0..255).
+
 The official InstrAct loader crops the centre square first and then scales it to 224x224 with
 ffmpeg's bicubic ``scale``; for a square ``crop == size`` that is the same region, resampled with
 a different kernel.
@@ -29,7 +33,7 @@ import torch.nn.functional as F
 
 from .spec import FrameSpec
 
-__all__ = ["to_float", "resize_short_side", "center_crop", "normalize", "reverse_time", "apply_frame_spec"]
+__all__ = ["to_float", "resize_short_side", "resize_to", "center_crop", "normalize", "reverse_time", "apply_frame_spec"]
 
 
 def to_float(frames: torch.Tensor) -> torch.Tensor:
@@ -39,8 +43,8 @@ def to_float(frames: torch.Tensor) -> torch.Tensor:
     return frames.movedim(-1, -3).to(torch.float32).div_(255.0)
 
 
-def resize_short_side(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize ``[..., C, H, W]`` (uint8 or float) so that ``min(H, W) == size`` (bilinear, antialiased).
+def resize_short_side(images: torch.Tensor, size: int, interpolation: str = "bilinear") -> torch.Tensor:
+    """Resize ``[..., C, H, W]`` (uint8 or float) so that ``min(H, W) == size`` (antialiased).
 
     uint8 in gives uint8 out (rounded), computed in channels-last layout, PyTorch's fast path.
     """
@@ -49,11 +53,17 @@ def resize_short_side(images: torch.Tensor, size: int) -> torch.Tensor:
     if short == size:
         return images
     new_long = int(size * long / short)
-    target = (size, new_long) if height <= width else (new_long, size)
+    return resize_to(images, (size, new_long) if height <= width else (new_long, size), interpolation)
+
+
+def resize_to(images: torch.Tensor, target: tuple[int, int], interpolation: str = "bilinear") -> torch.Tensor:
+    """Resize ``[..., C, H, W]`` to exactly ``target`` (height, width), antialiased; uint8 stays uint8."""
+    if tuple(images.shape[-2:]) == tuple(target):
+        return images
     flat = images.reshape(-1, *images.shape[-3:])
     if flat.dtype == torch.uint8:
         flat = flat.contiguous(memory_format=torch.channels_last)
-    resized = F.interpolate(flat, size=target, mode="bilinear", align_corners=False, antialias=True)
+    resized = F.interpolate(flat, size=target, mode=interpolation, align_corners=False, antialias=True)
     return resized.reshape(*images.shape[:-2], *target)
 
 
@@ -85,11 +95,16 @@ def apply_frame_spec(frames: torch.Tensor, spec: FrameSpec) -> torch.Tensor:
         raise ValueError(f"expected uint8 frames [..., H, W, 3], got {tuple(frames.shape)} {frames.dtype}")
     images = frames.movedim(-1, -3)  # a channels-last view: no copy
     if spec.size is not None:
-        images = resize_short_side(images, spec.size)
+        if spec.resize == "squash":
+            images = resize_to(images, (spec.size, spec.size), spec.interpolation)
+        else:
+            images = resize_short_side(images, spec.size, spec.interpolation)
     if spec.crop is not None:
         images = center_crop(images, spec.crop)
-    # One float allocation: (x / 255 - mean) / std computed in place as (x - 255 mean) / (255 std).
+    # One float allocation: (x * range / 255 - mean) / std computed in place as
+    # (x - mean * 255 / range) / (std * 255 / range); with range 1 that is (x - 255 mean) / (255 std).
     images = images.to(torch.float32, memory_format=torch.contiguous_format)
-    mean = torch.tensor(spec.mean, dtype=torch.float32).mul_(255.0).view(3, 1, 1)
-    std = torch.tensor(spec.std, dtype=torch.float32).mul_(255.0).view(3, 1, 1)
+    scale = 255.0 / spec.value_range
+    mean = torch.tensor(spec.mean, dtype=torch.float32).mul_(scale).view(3, 1, 1)
+    std = torch.tensor(spec.std, dtype=torch.float32).mul_(scale).view(3, 1, 1)
     return images.sub_(mean).div_(std)
