@@ -37,7 +37,8 @@ from instract_eval.media import FrameSpec
 from instract_eval.media.decode import probe_video
 from instract_eval.media.features import FEATURE_SUFFIXES, read_features
 
-from .protocols import Segment
+from .cards import ModelCard
+from .protocols import DUAL_ENCODER, LOCALIZER, TOKEN_ENCODER, Segment
 from .registry import register_model
 
 __all__ = ["RandomModel", "NullModel", "random_model", "null_model"]
@@ -197,8 +198,18 @@ class NullModel:
         return []
 
 
-@register_model("random", description="chance baseline: seeded random-feature dual encoder, token encoder "
-                                      "and localizer")
+RANDOM_CARD = ModelCard(
+    family="reference", capabilities=(DUAL_ENCODER, TOKEN_ENCODER, LOCALIZER),
+    description="chance baseline: seeded random-feature dual encoder, token encoder and localizer",
+    tokenizer="none (a text's vector is drawn from its SHA-256)", code_licence="MIT (this project)",
+    weights_licence="no weights")
+NULL_CARD = ModelCard(
+    family="reference", capabilities=(DUAL_ENCODER, TOKEN_ENCODER, LOCALIZER),
+    description="zeros without reading inputs: measures harness overhead (decodes 224 px)",
+    tokenizer="none", code_licence="MIT (this project)", weights_licence="no weights")
+
+
+@register_model("random", card=RANDOM_CARD)
 def random_model(seed: int = 0, dim: int = 64, frames: int = 8, size: int = 32,
                  feature_fps: float | None = None) -> RandomModel:
     """The chance baseline: seeded random features (dual encoder, token encoder, localizer).
@@ -218,7 +229,7 @@ def random_model(seed: int = 0, dim: int = 64, frames: int = 8, size: int = 32,
                        size=_positive("random", "size", size), feature_fps=feature_fps)
 
 
-@register_model("null", description="zeros without reading inputs: measures harness overhead (decodes 224 px)")
+@register_model("null", card=NULL_CARD)
 def null_model(dim: int = 8, frames: int = 8, size: int = 224) -> NullModel:
     """Zeros for every output, to measure the harness's own cost (frames still decoded at ``size`` px)."""
     return NullModel(dim=_positive("null", "dim", dim), frames=_positive("null", "frames", frames),

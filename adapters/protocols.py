@@ -8,10 +8,26 @@ retrieval fails at once with one clear line.
 Frames: the task's protocol decides *which instants* are sampled (frames, uniform or fixed fps,
 context); the model's `frame_spec` decides *how pixels are prepared* (size, crop, mean/std).
 `task_frame_spec` combines the two.
+
+Scores: a dual encoder may define ``similarity(videos [B, D], texts [N, D]) -> [B, N]``, its own
+ranking score (CLIP's ``exp(logit_scale) * cosine``, SigLIP's sigmoid with its bias, MIL-NCE's raw
+dot product, Singularity's frame mean that is not renormalised). Every engine ranks with it when
+it exists and with the cosine of the embeddings otherwise; it is not part of the runtime protocol,
+so models without one still are dual encoders.
+
+Flags an adapter may set as class attributes (read through the functions below, never by a bare
+``getattr`` in an engine):
+
+``leaf_augmentation``
+    Zero-shot classification scores each class by the mean over its synonym children (ACE).
+``answers_in_text``
+    A localizer that answers in text (a QA-style VLM): the localization engine also reports
+    ActionVLM's hallucination rates for it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -36,7 +52,17 @@ __all__ = [
     "require_capability",
     "describe_capabilities",
     "task_frame_spec",
+    "FLAGS",
+    "wants_leaf_augmentation",
+    "answers_in_text",
+    "has_own_similarity",
 ]
+
+# The class attributes an adapter may set to change how engines treat it (see the module docstring).
+FLAGS: Mapping[str, str] = {
+    "leaf_augmentation": "classification scores a class by the mean over its synonym children",
+    "answers_in_text": "a localizer answering in text: hallucination rates are reported",
+}
 
 
 @runtime_checkable
@@ -116,6 +142,21 @@ CAPABILITIES: Mapping[str, type] = {DUAL_ENCODER: VideoTextModel, TOKEN_ENCODER:
                                     PAIR_SCORER: PairScorer, LOCALIZER: Localizer}
 
 
+def wants_leaf_augmentation(model: Any) -> bool:
+    """Whether the adapter asks for leaf-augmented class scores (ACE)."""
+    return bool(getattr(model, "leaf_augmentation", False))
+
+
+def answers_in_text(model: Any) -> bool:
+    """Whether the localizer answers in text, so its hallucination rates are reported."""
+    return bool(getattr(model, "answers_in_text", False))
+
+
+def has_own_similarity(model: Any) -> bool:
+    """Whether the dual encoder ranks with a ``similarity`` of its own rather than the cosine."""
+    return callable(getattr(model, "similarity", None))
+
+
 def capabilities_of(model: Any) -> tuple[str, ...]:
     """The capabilities a model object provides (by the methods it has)."""
     return tuple(name for name, protocol in CAPABILITIES.items() if isinstance(model, protocol))
@@ -143,16 +184,17 @@ def describe_capabilities(names: Sequence[str], empty: str = "", joiner: str = "
     return joiner.join(name.replace("_", " ") for name in names) or empty
 
 
-def task_frame_spec(model_spec: FrameSpec, protocol: Mapping[str, Any]) -> FrameSpec:
-    """The task's temporal sampling with the model's pixel preparation."""
+def task_frame_spec(model_spec: FrameSpec, protocol: Mapping[str, Any], task: str = "") -> FrameSpec:
+    """The task's temporal sampling with the model's pixel preparation.
+
+    A model whose frame count is fixed (``fixed_frames``) refuses a task that asks for another
+    one, in one line, before anything is decoded.
+    """
     sampling = protocol.get("sampling", model_spec.sampling)
     fps = protocol.get("fps", model_spec.fps)
-    return FrameSpec(
-        num_frames=int(protocol.get("frames", model_spec.num_frames)),
-        sampling=sampling,
-        fps=fps,
-        size=model_spec.size,
-        crop=model_spec.crop,
-        mean=model_spec.mean,
-        std=model_spec.std,
-    )
+    frames = int(protocol.get("frames", model_spec.num_frames))
+    if model_spec.fixed_frames and frames != model_spec.num_frames:
+        where = f"task {task} asks" if task else "the task asks"
+        raise InputError(f"{where} for {frames} frames; this model takes exactly {model_spec.num_frames} "
+                         "(its temporal embedding has that length)", field="--model")
+    return dataclasses.replace(model_spec, num_frames=frames, sampling=sampling, fps=fps)

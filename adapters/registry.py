@@ -6,11 +6,12 @@ keyword arguments, and the runner must be able to tell two configurations apart 
 (`model_fingerprint`). Three kinds of names resolve:
 
 Registered names
-    Factories decorated with `register_model`. The built-in adapter modules (`BUILTIN_MODULES`)
-    are imported lazily on the first lookup, so ``import instract_eval`` and ``--help`` do not pay
-    for torch and the adapters. A built-in module that is absent is skipped (an adapter still being
-    written); one that exists but raises while importing is a bug and propagates as a
-    `RuntimeError` naming the module, never as a silently missing model.
+    Factories decorated with `register_model`, each with its `ModelCard` (capabilities, published
+    weight tags, preprocessing, licences). The built-in adapter modules are found by walking this
+    package (`builtin_modules`: no hand-kept list) and imported lazily on the first lookup, so
+    ``import instract_eval`` and ``--help`` do not pay for torch and the adapters. A module that
+    raises while importing is a bug and propagates as a `RuntimeError` naming the module, never
+    as a silently missing model.
 Entry points
     Third-party packages declare ``[project.entry-points."instract_eval.adapters"]`` with
     ``model-name = "pkg.module:factory"``. They are listed (`available_models`) from the installed
@@ -31,6 +32,12 @@ Entry points
 Keyword arguments are checked against the factory's signature before it is called, so a typo in
 ``--model-args`` names the argument and lists the accepted ones instead of surfacing as a
 ``TypeError`` from inside the adapter (whose own ``TypeError``\\ s are not masked).
+
+Weights: ``create_model(name, pretrained=TAG)`` resolves one of the card's tags to a local file
+(`instract_eval.adapters.core.hub`: downloaded into the cache when online, one error line naming
+what to fetch and the ``checkpoint=`` that takes it when not) and calls the factory with
+``checkpoint=PATH`` plus the tag's arguments; ``create_model(name, checkpoint=PATH)`` uses a file
+the user has.
 """
 
 from __future__ import annotations
@@ -39,10 +46,10 @@ import difflib
 import hashlib
 import importlib
 import importlib.metadata
-import importlib.util
 import inspect
 import json
 import os
+import pkgutil
 import re
 import sys
 import threading
@@ -52,18 +59,22 @@ from typing import Any, TypeVar
 
 from instract_eval.errors import InputError
 
+from .cards import ModelCard
+
 __all__ = [
-    "BUILTIN_MODULES",
     "ENTRY_POINT_GROUP",
     "ModelEntry",
     "available_models",
+    "builtin_modules",
+    "card_of",
     "create_model",
     "model_fingerprint",
     "parse_model_args",
     "register_model",
 ]
 
-BUILTIN_MODULES: tuple[str, ...] = ("instract_eval.adapters.baselines", "instract_eval.adapters.synth_models")
+# Modules of this package that hold no adapter: the platform itself.
+_PLATFORM_MODULES = ("registry", "protocols", "cards")
 ENTRY_POINT_GROUP = "instract_eval.adapters"
 BUILTIN_SOURCE = "built-in"
 _LIST_HINT = "instract-eval list models shows all"
@@ -88,6 +99,7 @@ class ModelEntry:
     description: str
     source: str
     factory: Callable[..., Any] | None
+    card: ModelCard | None = None
 
 
 # Registered factories by name. Functions read the module global each time (tests swap it).
@@ -104,10 +116,11 @@ _NAME_PATTERN = re.compile(r"[^\s:,=]+")
 # Registering and listing
 
 
-def register_model(name: str, *, description: str = "") -> Callable[[F], F]:
+def register_model(name: str, *, description: str = "", card: ModelCard | None = None) -> Callable[[F], F]:
     """Decorator registering ``factory`` under ``name``; returns the factory unchanged.
 
-    ``description`` defaults to the first line of the factory's docstring. A name may not contain
+    ``card`` says what the model is (built-in models all have one; `list models --details` prints
+    it). ``description`` defaults to the card's, else to the first line of the factory's docstring. A name may not contain
     whitespace, ``:``, ``,`` or ``=`` (``:`` marks the ``module:factory`` form; ``,`` and ``=`` would
     be ambiguous on a command line). Registering a name twice raises `ValueError`: two adapters
     answering to one name would make results depend on import order. The built-in modules are
@@ -125,8 +138,10 @@ def register_model(name: str, *, description: str = "") -> Callable[[F], F]:
                 raise ValueError(f"model {name!r} is already registered (by {_qualified(_REGISTRY[name].factory)})")
             module = getattr(factory, "__module__", None) or ""
             source = BUILTIN_SOURCE if module.startswith("instract_eval.") else f"registered by {module or '?'}"
-            _REGISTRY[name] = ModelEntry(name=name, description=description or _first_doc_line(factory),
-                                         source=source, factory=factory)
+            if card is not None and not isinstance(card, ModelCard):
+                raise TypeError(f"register_model({name!r}): card must be a ModelCard, got {type(card).__name__}")
+            text = description or (card.description if card is not None else "") or _first_doc_line(factory)
+            _REGISTRY[name] = ModelEntry(name=name, description=text, source=source, factory=factory, card=card)
         return factory
 
     return decorator
@@ -157,15 +172,21 @@ def available_models() -> list[ModelEntry]:
 def create_model(name: str, **kwargs: Any) -> Any:
     """The model ``name`` (registered, entry point, or ``package.module:factory``) built with ``kwargs``.
 
-    Raises `InputError` (field ``--model``) for an unknown name (with close matches), a plugin or
-    module that fails to import (with the original exception), and (field ``--model-args``) for
-    arguments the factory does not accept or required ones that are missing. Exceptions raised
-    by the factory itself propagate unchanged.
+    ``pretrained=TAG`` names one of the card's weight tags: it is fetched (or found in the cache)
+    and passed on as ``checkpoint=PATH`` with the tag's own arguments; ``checkpoint=PATH`` is a
+    file or directory the user has. Raises `InputError` (field ``--model``) for an unknown name
+    (with close matches), a plugin or module that fails to import (with the original exception),
+    and (field ``--model-args``) for an unknown tag, arguments the factory does not accept or
+    required ones that are missing. Exceptions raised by the factory itself propagate unchanged.
     """
     if not isinstance(name, str) or not name.strip():
         raise InputError(f"model name must be a non-empty string, got {name!r}", field=_MODEL_FIELD)
     name = name.strip()
     factory = _resolve(name)
+    if kwargs.get("pretrained") is not None and "pretrained" not in _keyword_parameters(factory):
+        from .core.hub import pretrained_arguments
+
+        kwargs = pretrained_arguments(name, card_of(name), dict(kwargs))
     _check_arguments(name, factory, kwargs)
     model = factory(**kwargs)
     if model is None:
@@ -195,6 +216,23 @@ def _resolve(name: str) -> Callable[..., Any]:
     close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
     suggestion = f"; did you mean {', '.join(close)}?" if close else ""
     raise InputError(f"unknown model {name!r}{suggestion} ({_LIST_HINT})", field=_MODEL_FIELD)
+
+
+def card_of(name: str) -> ModelCard | None:
+    """The card of the registered model ``name`` (None for entry points and ``module:factory`` names)."""
+    _ensure_builtins()
+    with _LOCK:
+        entry = _REGISTRY.get(name)
+    return entry.card if entry is not None else None
+
+
+def _keyword_parameters(factory: Callable[..., Any]) -> set[str]:
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return set()
+    return {p.name for p in parameters if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                     inspect.Parameter.KEYWORD_ONLY)}
 
 
 def _load_entry_point(entry_point: importlib.metadata.EntryPoint, distribution: str) -> Callable[..., Any]:
@@ -413,8 +451,9 @@ def model_fingerprint(name: str, kwargs: Mapping[str, Any], model: Any) -> str:
     ``weights``
         ``model.weights_fingerprint()`` when the model has it, else None: the same path may hold
         retrained weights, so adapters with weights should hash their content (or its header).
-        It is also where an adapter whose outputs change with its *code* should fold in a
-        version, since code is not otherwise part of the key.
+    ``code``
+        The card's ``code_version`` (registered models): a port whose outputs were fixed bumps it,
+        so its outputs are never read from the cache the broken version filled.
     """
     weights_method = getattr(model, "weights_fingerprint", None)
     weights = weights_method() if callable(weights_method) else None
@@ -425,6 +464,9 @@ def model_fingerprint(name: str, kwargs: Mapping[str, Any], model: Any) -> str:
         "class": f"{model_type.__module__}.{model_type.__qualname__}",
         "weights": weights,
     }
+    card = card_of(name) if ":" not in name else None
+    if card is not None:
+        document["code"] = card.code_version
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=repr)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
@@ -433,12 +475,28 @@ def model_fingerprint(name: str, kwargs: Mapping[str, Any], model: Any) -> str:
 # Internals
 
 
+def builtin_modules() -> tuple[str, ...]:
+    """Every adapter module of this package, found by walking it (sorted, so the order is fixed).
+
+    The platform modules (registry, protocols, cards) are left out, and so is any module or
+    package whose name starts with an underscore.
+    """
+    package = importlib.import_module(__package__ or "instract_eval.adapters")
+    names = []
+    for info in pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}."):
+        parts = info.name.split(".")[2:]
+        if any(part.startswith("_") for part in parts) or (len(parts) == 1 and parts[0] in _PLATFORM_MODULES):
+            continue
+        names.append(info.name)
+    return tuple(sorted(names))
+
+
 def _ensure_builtins() -> None:
     """Import the built-in adapter modules once; they register their models as they import.
 
-    A module that does not exist (yet) is skipped. One that raises is reported as a `RuntimeError`
-    naming it, and whatever it registered before failing is withdrawn, so the next lookup retries
-    and fails the same way instead of tripping over half a registration.
+    One that raises is reported as a `RuntimeError` naming it, and whatever it registered before
+    failing is withdrawn, so the next lookup retries and fails the same way instead of tripping
+    over half a registration.
     """
     global _builtins_loaded, _builtins_loading
     if _builtins_loaded:
@@ -448,14 +506,8 @@ def _ensure_builtins() -> None:
             return
         _builtins_loading = True
         try:
-            for module_name in BUILTIN_MODULES:
+            for module_name in builtin_modules():
                 if module_name in sys.modules:
-                    continue
-                try:
-                    spec = importlib.util.find_spec(module_name)
-                except ModuleNotFoundError:  # its parent package is absent
-                    spec = None
-                if spec is None:
                     continue
                 snapshot = dict(_REGISTRY)
                 try:

@@ -45,12 +45,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from instract_eval.adapters.registry import register_model
 from instract_eval.errors import InputError
 from instract_eval.files import write_atomic
 from instract_eval.media import FrameSpec
 
-from .protocols import Segment
+from .cards import ModelCard
+from .protocols import DUAL_ENCODER, LOCALIZER, Segment
+from .registry import register_model
 from .sliding_window import sliding_window_localize
 
 __all__ = [
@@ -589,15 +590,23 @@ def parameter_count(net: nn.Module) -> int:
 # Registered factories
 
 
-@register_model(BAG_OF_FRAMES, description="order-blind dual encoder (mean-pooled frames, bag of words) "
-                                           "trained on the synthetic action world; localizes by sliding windows")
+def _synth_card(description: str) -> ModelCard:
+    return ModelCard(family="synth", capabilities=(DUAL_ENCODER, LOCALIZER), description=description,
+                     tokenizer="the world's word vocabulary (stored in the weights file)",
+                     code_licence="MIT (this project)", weights_licence="MIT (shipped in the package)",
+                     checkpoint_formats=(WEIGHTS_FORMAT,))
+
+
+@register_model(BAG_OF_FRAMES, card=_synth_card("order-blind dual encoder (mean-pooled frames, bag of words) "
+                                                "trained on the synthetic action world; localizes by sliding "
+                                                "windows"))
 def synth_bag_of_frames(weights: str | None = None) -> SynthDualEncoder:
     """The order-blind synthetic-world encoder: packaged weights, or those at ``weights``."""
     return load_synth_model(weights, name=BAG_OF_FRAMES)
 
 
-@register_model(TEMPORAL, description="order-aware dual encoder (temporal transformer, positional text) "
-                                      "trained on the synthetic action world; localizes by sliding windows")
+@register_model(TEMPORAL, card=_synth_card("order-aware dual encoder (temporal transformer, positional text) "
+                                           "trained on the synthetic action world; localizes by sliding windows"))
 def synth_temporal(weights: str | None = None) -> SynthDualEncoder:
     """The order-aware synthetic-world encoder: packaged weights, or those at ``weights``."""
     return load_synth_model(weights, name=TEMPORAL)

@@ -158,8 +158,17 @@ def test_factory_with_var_keyword_accepts_anything(isolated):
 # Built-in modules
 
 
-def test_absent_builtin_module_is_skipped_and_a_failing_one_propagates(tmp_path, monkeypatch, isolated,
-                                                                      fresh_modules):
+def test_builtin_modules_are_discovered_without_a_list():
+    """Every adapter module of the package is found by walking it; the platform modules are not adapters."""
+    found = registry.builtin_modules()
+    assert {"instract_eval.adapters.baselines", "instract_eval.adapters.synth_models",
+            "instract_eval.adapters.image_text.clip"} <= set(found)
+    assert not {"instract_eval.adapters.registry", "instract_eval.adapters.protocols",
+                "instract_eval.adapters.cards"} & set(found)
+    assert list(found) == sorted(found)
+
+
+def test_a_failing_builtin_module_propagates(tmp_path, monkeypatch, isolated, fresh_modules):
     (tmp_path / "broken_builtin_adapters.py").write_text(textwrap.dedent("""
         from instract_eval.adapters.registry import register_model
 
@@ -171,13 +180,9 @@ def test_absent_builtin_module_is_skipped_and_a_failing_one_propagates(tmp_path,
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
     fresh_modules.append("broken_builtin_adapters")
+    discovered = registry.builtin_modules()
     monkeypatch.setattr(registry, "_builtins_loaded", False)
-    monkeypatch.setattr(registry, "BUILTIN_MODULES",
-                        (*registry.BUILTIN_MODULES, "instract_eval.adapters.no_such_adapter_module"))
-    assert {"random", "null"} <= {entry.name for entry in available_models()}
-
-    monkeypatch.setattr(registry, "_builtins_loaded", False)
-    monkeypatch.setattr(registry, "BUILTIN_MODULES", (*registry.BUILTIN_MODULES, "broken_builtin_adapters"))
+    monkeypatch.setattr(registry, "builtin_modules", lambda: (*discovered, "broken_builtin_adapters"))
     for _ in range(2):  # the half registration is withdrawn, so a retry fails the same way
         with pytest.raises(RuntimeError, match="broken_builtin_adapters failed to import: "
                                                "RuntimeError: adapter bug at import"):

@@ -1,0 +1,1 @@
+"""What adapter families share: checkpoint loading, weight download, tokenizers, networks, base class."""

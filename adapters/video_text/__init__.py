@@ -1,0 +1,1 @@
+"""Adapters of video-text models with their own temporal modelling."""
