@@ -105,8 +105,10 @@ def evaluate_classification(model: Any, task: ClassificationTask, *, name: str, 
     if not kept:
         raise ValueError(f"task {name}: no item could be evaluated (all videos failed to decode)")
     tau = float(protocol.get("tau", 1.0))
-    clips = {key: _unit(value) for key, value in videos.embeddings.items()}
-    units = {text: _unit(value) for text, value in texts.items()}
+    own = encoder.own_similarity
+    clips = {key: value if own else _unit(value) for key, value in videos.embeddings.items()}
+    units = {text: value if own else _unit(value) for text, value in texts.items()}
+    class_scores = (lambda c, t: _own_class_scores(encoder, c, t)) if own else _class_scores
 
     def run(label_set: LabelSet) -> tuple[dict, dict]:
         metrics, logits = {}, {}
@@ -114,8 +116,8 @@ def evaluate_classification(model: Any, task: ClassificationTask, *, name: str, 
             members = [item for item in kept if item.group == group]
             if not members:
                 continue
-            scores = _class_scores(np.stack([clips[item.video.key()] for item in members]),
-                                   [np.stack([units[t] for t in label_set.texts[label]]) for label in labels]) / tau
+            scores = class_scores(np.stack([clips[item.video.key()] for item in members]),
+                                  [np.stack([units[t] for t in label_set.texts[label]]) for label in labels]) / tau
             truth = np.array([labels.index(item.label) for item in members])
             metrics[group] = classification_metrics(scores, truth, ties=ties)
             logits.update({item.sample_id: row for item, row in zip(members, scores)})
@@ -153,6 +155,15 @@ def _class_scores(clips: np.ndarray, class_texts: Sequence[np.ndarray]) -> np.nd
     ``clips`` is ``[N, K, D]`` unit vectors, ``class_texts[c]`` is ``[m_c, D]`` unit vectors.
     """
     return np.stack([np.einsum("nkd,md->nkm", clips, texts).mean(axis=(1, 2)) for texts in class_texts], axis=1)
+
+
+def _own_class_scores(encoder: Encoder, clips: np.ndarray, class_texts: Sequence[np.ndarray]) -> np.ndarray:
+    """`_class_scores` with the model's own similarity in place of the cosine (raw embeddings in)."""
+    count, num_clips = clips.shape[:2]
+    texts = np.concatenate(class_texts)
+    scores = encoder.similarity(clips.reshape(count * num_clips, -1), texts).reshape(count, num_clips, len(texts))
+    bounds = np.cumsum([0, *(len(t) for t in class_texts)])
+    return np.stack([scores[:, :, a:b].mean(axis=(1, 2)) for a, b in zip(bounds[:-1], bounds[1:])], axis=1)
 
 
 def _headline(per_group: Mapping[str, Mapping[str, float]]) -> dict[str, float]:

@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from instract_eval.adapters.protocols import DUAL_ENCODER, LOCALIZER, PAIR_SCORER, TOKEN_ENCODER
+from instract_eval.adapters.protocols import (DUAL_ENCODER, LOCALIZER, PAIR_SCORER, TOKEN_ENCODER,
+                                              wants_leaf_augmentation)
 from instract_eval.errors import InputError
 from instract_eval.media import ClipRequest
 from instract_eval.runner import Encoder
@@ -119,7 +120,7 @@ def evaluate_task(model: Any, spec: TaskSpec, *, data_root: str | os.PathLike | 
         result = evaluate_retrieval(model, retrieval_items(spec, location)[:limit], task=spec.name,
                                     protocol=spec.protocol, ties=spec.ties, **common)
     elif spec.kind == "classification":
-        leaf = True if getattr(model, "leaf_augmentation", False) else None  # an adapter may ask for it
+        leaf = True if wants_leaf_augmentation(model) else None  # an adapter may ask for it
         task = classification_task(spec, location, leaf_augmentation=leaf)
         task = dataclasses.replace(task, items=task.items[:limit])
         result = evaluate_classification(model, task, name=spec.name, protocol=spec.protocol, ties=spec.ties,

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from instract_eval.adapters.protocols import LOCALIZER, Segment, require_capability
+from instract_eval.adapters.protocols import LOCALIZER, Segment, answers_in_text, require_capability
 from instract_eval.data.activitynet import LocalizationGroundTruth, read_ground_truth
 from instract_eval.data.jsonfile import read_yaml, require_list, require_mapping, require_string
 from instract_eval.errors import InputError
@@ -280,7 +280,7 @@ def evaluate_localization(model: Any, task: LocalizationTask, *, allow_missing: 
                           "missing_videos": missing}
     result["num_predictions"] = sum(len(segments) for segments in aligned)
     result["hallucination"] = None
-    if getattr(model, "answers_in_text", False):
+    if answers_in_text(model):
         rates = _hallucination(task, present, aligned)
         metrics["hallucination.fixed"] = rates["fixed"]
         metrics["hallucination.repeating"] = rates["repeating"]

@@ -88,7 +88,8 @@ def evaluate_mcq(model: Any, items: Sequence[MCQItem], *, task: str, protocol: M
 
 
 def _embedding_scores(encoder: Encoder, items: Sequence[MCQItem], spec: FrameSpec) -> tuple[list[MCQItem], list, dict]:
-    """A dual encoder's candidate scores: the cosine of the query's and each candidate's embedding."""
+    """A dual encoder's candidate scores: the model's own similarity of the query and each candidate
+    (videos first), else the cosine of their embeddings."""
     requests = [v for item in items for v in (item.query, *item.candidates) if isinstance(v, ClipRequest)]
     texts = [t for item in items for t in (item.query, *item.candidates) if isinstance(t, str)]
     videos = encoder.videos(requests, spec)
@@ -98,9 +99,20 @@ def _embedding_scores(encoder: Encoder, items: Sequence[MCQItem], spec: FrameSpe
         return text_embeddings[value] if isinstance(value, str) else videos.embeddings.get(value.key())
 
     kept = [item for item in items if all(embedding(v) is not None for v in (item.query, *item.candidates))]
-    rows = [cosine_scores(embedding(item.query)[None], np.stack([embedding(c) for c in item.candidates])[None])[0]
-            for item in kept]
+    if encoder.own_similarity:
+        rows = [_own_scores(encoder, embedding(item.query), np.stack([embedding(c) for c in item.candidates]),
+                            video_query=isinstance(item.query, ClipRequest)) for item in kept]
+    else:
+        rows = [cosine_scores(embedding(item.query)[None], np.stack([embedding(c) for c in item.candidates])[None])[0]
+                for item in kept]
     return kept, rows, videos.failed
+
+
+def _own_scores(encoder: Encoder, query: np.ndarray, candidates: np.ndarray, *, video_query: bool) -> np.ndarray:
+    """``[C]`` scores of one query against its candidates through the model's similarity (videos, texts)."""
+    if video_query:
+        return encoder.similarity(query[None], candidates)[0]
+    return encoder.similarity(candidates, query[None])[:, 0]
 
 
 def _pair_scores(encoder: Encoder, items: Sequence[MCQItem], spec: FrameSpec) -> tuple[list[MCQItem], list, dict]:

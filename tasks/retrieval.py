@@ -62,19 +62,24 @@ def evaluate_retrieval(model: Any, items: Sequence[RetrievalItem], *, task: str,
         raise ValueError(f"task {task}: no item could be evaluated (all videos failed to decode)")
     coverage = {"evaluated": len(kept), "total": len(items), "fraction": len(kept) / len(items),
                 "failed_videos": videos.failed}
-    text_matrix = _unit(np.stack([texts[item.text] for item in kept]))
+    raw_texts = np.stack([texts[item.text] for item in kept])
+    text_matrix = _unit(raw_texts)
     pools: dict[str, list[int]] = {}
     for index, item in enumerate(kept):
         pools.setdefault(item.pool, []).append(index)
     keys = [item.video.key() for item in kept]
     if any(len({keys[i] for i in members}) < len(members) for members in pools.values()):
-        return {**_gallery_with_shared_videos(kept, text_matrix, videos.embeddings, pools, task, protocol, ties),
-                "coverage": coverage}
-    video_matrix = _unit(np.stack([videos.embeddings[key] for key in keys]))
+        return {**_gallery_with_shared_videos(kept, raw_texts, videos.embeddings, pools, task, protocol, ties,
+                                              encoder), "coverage": coverage}
+    raw_videos = np.stack([videos.embeddings[key] for key in keys])
+    video_matrix = _unit(raw_videos)
     similarity = np.full((len(kept), len(kept)), np.nan)
     for members in pools.values():
         block = np.ix_(members, members)
-        similarity[block] = text_matrix[members] @ video_matrix[members].T
+        if encoder.own_similarity:  # the model's own score, on the raw embeddings
+            similarity[block] = encoder.similarity(raw_videos[members], raw_texts[members]).T
+        else:
+            similarity[block] = text_matrix[members] @ video_matrix[members].T
     pooled = pooled_retrieval_metrics(similarity, pools, ties=ties)
     return {
         "metrics": pooled["weighted"],
@@ -123,22 +128,26 @@ def _per_category(items: Sequence[RetrievalItem], similarity: np.ndarray, pools:
             for category, chosen in sorted(categories.items())}
 
 
-def _gallery_with_shared_videos(items: Sequence[RetrievalItem], text_matrix: np.ndarray,
+def _gallery_with_shared_videos(items: Sequence[RetrievalItem], raw_texts: np.ndarray,
                                 embeddings: Mapping[str, np.ndarray], pools: Mapping[str, list[int]],
-                                task: str, protocol: Mapping[str, Any], ties: str) -> dict:
+                                task: str, protocol: Mapping[str, Any], ties: str, encoder: Encoder) -> dict:
     """One gallery where several captions describe one video: texts against the unique videos."""
     if len(pools) > 1:
         raise ValueError(f"task {task}: a video is described by several captions, which is only "
                          "supported in a single-pool (global) retrieval task")
     unique = list(dict.fromkeys(item.video.key() for item in items))
     column = {key: index for index, key in enumerate(unique)}
-    video_matrix = _unit(np.stack([embeddings[key] for key in unique]))
+    raw_videos = np.stack([embeddings[key] for key in unique])
+    if encoder.own_similarity:
+        scores = encoder.similarity(raw_videos, raw_texts).T
+    else:
+        scores = _unit(raw_texts) @ _unit(raw_videos).T
     owner = np.array([column[item.video.key()] for item in items])
     v2t = str(protocol.get("v2t", "max_caption"))
-    metrics = retrieval_metrics(text_matrix @ video_matrix.T, text_to_video=owner, ties=ties, v2t=v2t)
+    metrics = retrieval_metrics(scores, text_to_video=owner, ties=ties, v2t=v2t)
     metrics["mean"] = {key: (metrics["t2v"][key] + metrics["v2t"][key]) / 2
                        for key in metrics["t2v"] if key.startswith("R@")}
-    t2v_ranks = ground_truth_ranks(text_matrix @ video_matrix.T, owner, ties=ties)
+    t2v_ranks = ground_truth_ranks(scores, owner, ties=ties)
     samples = [{"id": item.sample_id, "video": _video_of(item), "t2v_rank": float(rank)}
                for item, rank in zip(items, t2v_ranks)]
     return {"metrics": metrics, "v2t_definition": v2t, "num_videos": len(unique), "num_texts": len(items),

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from instract_eval.adapters.protocols import Segment
+from instract_eval.adapters.protocols import Segment, has_own_similarity
 from instract_eval.errors import InputError
 from instract_eval.media import ClipRequest, FrameSpec, clip_loader
 
@@ -206,6 +206,32 @@ class Encoder:
                   if entry(key, texts) in stored}
         failed = {failure.key: f"{failure.path}: {failure.message}" for failure in sorted(failures)}
         return ScoredPairs(scores, failed)
+
+    @property
+    def own_similarity(self) -> bool:
+        """Whether the model ranks with a score of its own (``similarity``) rather than the cosine."""
+        return has_own_similarity(self.model)
+
+    def similarity(self, videos: np.ndarray, texts: np.ndarray) -> np.ndarray:
+        """The model's own score of each of ``[B, D]`` videos against each of ``[N, D]`` texts: ``[B, N]``.
+
+        Computed on the model's device under inference mode, returned as float64. Models without
+        ``similarity`` are scored by the engines' cosine; this is for those with one (CLIP's
+        logit scale, SigLIP's sigmoid with bias, MIL-NCE's raw dot product).
+        """
+        videos = np.asarray(videos, dtype=np.float32)
+        texts = np.asarray(texts, dtype=np.float32)
+        with torch.inference_mode():
+            scores = self.model.similarity(torch.from_numpy(videos).to(self.device),
+                                           torch.from_numpy(texts).to(self.device))
+        if not isinstance(scores, torch.Tensor) or tuple(scores.shape) != (len(videos), len(texts)):
+            shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+            raise InputError(f"similarity returned {shape} for {len(videos)} videos and {len(texts)} texts; "
+                             f"expected ({len(videos)}, {len(texts)})", field="--model")
+        values = scores.detach().double().cpu().numpy()
+        if not np.isfinite(values).all():
+            raise InputError("the model's similarity returned NaN or inf scores", field="--model")
+        return values
 
     def localize(self, videos: Sequence[tuple[str, str | os.PathLike]], classes: Sequence[str],
                  descriptions: Mapping[str, str] | None) -> list[Any]:

@@ -1,0 +1,75 @@
+"""Every engine ranks with the model's own ``similarity`` when it has one (MIL-NCE's raw dot product,
+CLIP's logit scale, SigLIP's sigmoid), and with the cosine otherwise.
+
+The stand-in embeds a brightening clip along (0, 1) and two captions: "exact" along (0, 1) and
+"big" along (3, 3). The cosine prefers "exact" (1 against 0.71); the raw dot product prefers
+"big" (3 times larger). Each engine's answer says which score it used.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from instract_eval.media import ClipRequest
+from instract_eval.tasks.classification import ClassificationItem, ClassificationTask, LabelSet, evaluate_classification
+from instract_eval.tasks.mcq import MCQItem, evaluate_mcq
+from instract_eval.tasks.retrieval import RetrievalItem, evaluate_retrieval
+
+from .test_mcq_engine import PROTOCOL, BrightnessModel, write_ramp
+
+
+class CaptionVectors(BrightnessModel):
+    """Cosine-ranked: no ``similarity`` of its own."""
+
+    def encode_text(self, texts):
+        return torch.tensor([[0.0, 1.0] if t == "exact" else [3.0, 3.0] for t in texts])
+
+
+class DotProduct(CaptionVectors):
+    def similarity(self, videos, texts):
+        return videos @ texts.T
+
+
+@pytest.fixture
+def clips(tmp_path):
+    return (ClipRequest(str(write_ramp(tmp_path / "up.mp4", rising=True)), 0.0, 2.0, video_id="up"),
+            ClipRequest(str(write_ramp(tmp_path / "down.mp4", rising=False)), 0.0, 2.0, video_id="down"))
+
+
+@pytest.mark.parametrize("model, accuracy", [(DotProduct(), 1.0), (CaptionVectors(), 0.0)])
+def test_mcq_uses_the_model_score(clips, model, accuracy):
+    items = [MCQItem(clips[0], ("big", "exact"), answer=0, sample_id="up")]
+    result = evaluate_mcq(model, items, task="toy", protocol=PROTOCOL)
+    assert result["metrics"]["accuracy"] == accuracy
+
+
+def test_mcq_with_a_text_query_passes_videos_first(clips):
+    """VR-style (one caption against a clip and another clip): similarity gets (videos [2, D], texts [1, D])."""
+    calls = []
+
+    class Recording(DotProduct):
+        def similarity(self, videos, texts):
+            calls.append((tuple(videos.shape), tuple(texts.shape)))
+            return super().similarity(videos, texts)
+
+    items = [MCQItem("exact", (clips[0], clips[1]), answer=0, sample_id="q")]
+    result = evaluate_mcq(Recording(), items, task="toy", protocol=PROTOCOL)
+    assert calls == [((2, 2), (1, 2))]
+    assert result["samples"][0]["scores"][0] > result["samples"][0]["scores"][1]  # the brightening clip
+
+
+@pytest.mark.parametrize("model, accuracy", [(DotProduct(), 1.0), (CaptionVectors(), 0.0)])
+def test_classification_uses_the_model_score(clips, model, accuracy):
+    items = (ClassificationItem(clips[0], "big", sample_id="up"),)
+    labels = LabelSet("default", {"all": ("big", "exact")}, {"big": ("big",), "exact": ("exact",)})
+    result = evaluate_classification(model, ClassificationTask(items, labels), name="toy", protocol=PROTOCOL)
+    assert result["metrics"]["accuracy"] == accuracy
+
+
+@pytest.mark.parametrize("model, v2t", [(DotProduct(), 0.5), (CaptionVectors(), 0.0)])
+def test_retrieval_uses_the_model_score(clips, model, v2t):
+    """V2T: the brightening clip's caption is "big"; the darkening clip's is "exact"."""
+    items = [RetrievalItem("big", clips[0], pool="p"), RetrievalItem("exact", clips[1], pool="p")]
+    result = evaluate_retrieval(model, items, task="toy", protocol=PROTOCOL)
+    assert result["per_pool"]["p"]["v2t"]["R@1"] == pytest.approx(v2t)
