@@ -412,22 +412,90 @@ def regress(
 
 
 @list_app.command("models")
-def list_models(debug: Debug = False) -> None:
-    """Every model the registry can create: built-in adapters and installed entry points."""
+def list_models(
+    details: Annotated[bool, typer.Option("--details", help="Print each model's card: its weight tags and "
+                                          "where they come from, preprocessing, tokenizer, licences, paper.")] = False,
+    name: Annotated[Optional[str], typer.Argument(help="Only this model (with --details: its card).",
+                                                  show_default=False)] = None,
+    debug: Debug = False,
+) -> None:
+    """Every model the registry can create: built-in adapters and installed entry points, with their status.
+
+    Nothing is built and nothing is downloaded: capabilities and weights are read from the model cards.
+    """
+    from rich.markup import escape
     from rich.table import Table
 
+    from .adapters.protocols import describe_capabilities
     from .adapters.registry import available_models
 
     entries = available_models()
+    if name is not None:
+        entries = [entry for entry in entries if entry.name == name]
+        if not entries:
+            from .adapters.registry import create_model
+
+            create_model(name)  # raises the unknown-model error with close matches
+    if details:
+        for entry in entries:
+            _print_card(entry)
+        return
     table = Table(title=f"{len(entries)} models")
-    table.add_column("model", no_wrap=True)
-    table.add_column("source", no_wrap=True)
+    table.add_column("model", no_wrap=True, min_width=max((len(entry.name) for entry in entries), default=5))
+    table.add_column("status", overflow="fold")
+    table.add_column("can do", overflow="fold")
+    table.add_column("weights", overflow="fold")
     table.add_column("description", overflow="fold")
     for entry in entries:
-        table.add_row(entry.name, entry.source, entry.description)
-    _print_table(table, "Create one with --model NAME [--model-args key=value,...]; any factory also runs as "
-                 "--model package.module:factory. Third-party packages register models under the "
+        card = entry.card
+        if card is None:
+            table.add_row(escape(entry.name), "?", "?", "?", escape(f"{entry.description} ({entry.source})"))
+            continue
+        tags = ", ".join(tag.name for tag in card.tags) or "none needed"
+        status = card.status if not card.status_reason else f"{card.status}: {card.status_reason}"
+        table.add_row(escape(entry.name), escape(status), describe_capabilities(card.capabilities, "none", ", "),
+                      escape(tags), escape(entry.description))
+    _print_table(table, "Create one with --model NAME --model-args pretrained=TAG (or checkpoint=PATH); "
+                 "instract-eval list models --details [NAME] prints the cards. Any factory also runs as "
+                 "--model package.module:factory; third-party packages register models under the "
                  "entry-point group instract_eval.adapters.")
+
+
+def _print_card(entry) -> None:
+    """One model card as labelled lines (rich markup in card text is escaped)."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    from .adapters.protocols import describe_capabilities
+
+    console = Console(width=max(110, Console().width), highlight=False)
+    card = entry.card
+    console.print(f"[bold]{escape(entry.name)}[/bold]  {escape(entry.description)}")
+    if card is None:
+        console.print(f"  source: {escape(entry.source)} (no card)\n")
+        return
+    status = card.status + (f" ({card.status_reason})" if card.status_reason else "")
+    lines = [("family", card.family), ("status", status),
+             ("capabilities", describe_capabilities(card.capabilities, "none", ", ")),
+             ("checkpoint formats", ", ".join(card.checkpoint_formats) or "-"),
+             ("tokenizer", card.tokenizer or "-"), ("code licence", card.code_licence or "-"),
+             ("weights licence", card.weights_licence or "-"), ("paper", card.paper or "-"),
+             ("citation", card.citation or "-"), ("code version", card.code_version),
+             ("frame spec", card.frame_spec.key() if card.frame_spec is not None else "-")]
+    for label, value in lines:
+        console.print(f"  {label}: {escape(str(value))}")
+    for tag in card.tags:
+        marker = " (default)" if tag.name == card.default_tag else ""
+        extra = [f"args {dict(tag.args)}"] if tag.args else []
+        if tag.base:
+            extra.append(f"needs tag {tag.base} as clip_checkpoint")
+        if tag.frame_spec is not None and tag.frame_spec != card.frame_spec:
+            extra.append(f"frames {tag.frame_spec.key()}")
+        if tag.notes:
+            extra.append(tag.notes)
+        suffix = f"; {'; '.join(extra)}" if extra else ""
+        console.print(f"  tag {escape(tag.name)}{marker}: {escape(tag.location())}{escape(suffix)}")
+    console.print()
 
 
 def _parse_matches(texts: list[str]) -> dict[str, str]:
