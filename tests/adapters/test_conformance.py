@@ -1,0 +1,161 @@
+"""One conformance test over every registered model (timm's ``test_models`` idea).
+
+A model takes part by being registered: its tiny checkpoint is named by a ``conformance.json``
+in its family's ``tests/data/official/<family>/`` folder (``[{"model", "checkpoint", "args"}]``);
+the reference models (random, null, synth-*) need none. For each one:
+
+- its card is complete and says what the built model really provides;
+- its frame spec is the card's preprocessing (interpolation, resize mode, value range, statistics);
+- output shapes are right and a batch of 3 gives the rows a batch of 1 gives;
+- its weights survive a save -> load round trip into a freshly created model;
+- ``instract-eval run --model NAME --model-args checkpoint=TINY --task synth-semantic`` works.
+
+A registered model without conformance data fails the first test.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from instract_eval.adapters import available_models, card_of, create_model
+from instract_eval.adapters.protocols import DUAL_ENCODER, PAIR_SCORER, capabilities_of
+from instract_eval.cli import main
+
+OFFICIAL = Path(__file__).resolve().parents[1] / "data" / "official"
+# Models that need no checkpoint: created with their defaults.
+NO_CHECKPOINT = {"random": {}, "null": {}, "synth-bag-of-frames": {}, "synth-temporal": {}}
+CAPTIONS = ["a person cuts an onion", "open the jar slowly", "Someone's SLICING vegetables, quickly!!"]
+
+
+def conformance_entries() -> dict[str, dict]:
+    entries = {name: {"args": dict(args), "checkpoint": None} for name, args in NO_CHECKPOINT.items()}
+    for file in sorted(OFFICIAL.glob("*/conformance.json")):
+        for entry in json.loads(file.read_text()):
+            entries[entry["model"]] = {"args": dict(entry.get("args", {})),
+                                       "checkpoint": str(file.parent / entry["checkpoint"])}
+    return entries
+
+
+ENTRIES = conformance_entries()
+REGISTERED = sorted(entry.name for entry in available_models() if entry.source == "built-in")
+
+
+def build(name: str):
+    entry = ENTRIES[name]
+    args = dict(entry["args"])
+    if entry["checkpoint"] is not None:
+        args["checkpoint"] = entry["checkpoint"]
+    return create_model(name, **args)
+
+
+def test_every_registered_model_has_conformance_data():
+    missing = [name for name in REGISTERED if name not in ENTRIES]
+    assert not missing, f"registered models without tests/data/official/*/conformance.json entries: {missing}"
+    unknown = [name for name in ENTRIES if name not in REGISTERED]
+    assert not unknown, f"conformance entries for models that are not registered: {unknown}"
+
+
+@pytest.mark.parametrize("name", REGISTERED)
+def test_card_is_complete_and_true(name):
+    card = card_of(name)
+    assert card is not None, f"{name} has no model card"
+    assert card.capabilities and card.code_licence and card.tokenizer
+    for tag in card.tags:
+        assert tag.location()
+    model = build(name)
+    assert set(card.capabilities) <= set(capabilities_of(model)), (card.capabilities, capabilities_of(model))
+
+
+@pytest.mark.parametrize("name", REGISTERED)
+def test_frame_spec_is_the_cards_preprocessing(name):
+    card = card_of(name)
+    if card.frame_spec is None:
+        pytest.skip(f"{name}'s card states no preprocessing (its frames come from its weights file)")
+    spec, stated = build(name).frame_spec(), card.frame_spec
+    for field in ("sampling", "mean", "std", "resize", "interpolation", "value_range"):
+        assert getattr(spec, field) == getattr(stated, field), field
+
+
+def _clips(model, batch: int) -> torch.Tensor:
+    spec = model.frame_spec()
+    side = spec.crop or spec.size or 32
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(batch, spec.num_frames, 3, side, side, generator=generator)
+
+
+@pytest.mark.parametrize("name", REGISTERED)
+def test_shapes_and_batch_invariance(name):
+    model = build(name)
+    if hasattr(model, "eval"):
+        model.eval()
+    clips = _clips(model, 3)
+    with torch.inference_mode():
+        if DUAL_ENCODER in capabilities_of(model):
+            videos = model.encode_video(clips)
+            texts = model.encode_text(CAPTIONS)
+            assert videos.ndim == 2 and videos.shape[0] == 3 and texts.shape == (3, videos.shape[1])
+            one_by_one = torch.cat([model.encode_video(clips[i:i + 1]) for i in range(3)])
+            torch.testing.assert_close(videos, one_by_one, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(texts, torch.cat([model.encode_text([c]) for c in CAPTIONS]),
+                                       rtol=1e-5, atol=1e-5)
+            similarity = getattr(model, "similarity", None)
+            if callable(similarity):
+                assert similarity(videos, texts).shape == (3, 3)
+        if PAIR_SCORER in capabilities_of(model):
+            scores = model.score(clips, [CAPTIONS[:2]] * 3)
+            assert scores.shape == (3, 2)
+            single = torch.cat([model.score(clips[i:i + 1], [CAPTIONS[:2]]) for i in range(3)])
+            torch.testing.assert_close(scores, single, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", REGISTERED)
+def test_weights_round_trip(name, tmp_path):
+    model = build(name)
+    if not isinstance(model, torch.nn.Module):
+        pytest.skip(f"{name} has no weights")
+    torch.save(model.state_dict(), tmp_path / "state.pt")
+    again = build(name)
+    with torch.no_grad():
+        for parameter in again.parameters():
+            parameter.add_(1.0)  # make sure the load below is what restores the values
+    again.load_state_dict(torch.load(tmp_path / "state.pt"))
+    model.eval(), again.eval()
+    clips = _clips(model, 2)
+    with torch.inference_mode():
+        if DUAL_ENCODER in capabilities_of(model):
+            torch.testing.assert_close(model.encode_video(clips), again.encode_video(clips), rtol=0, atol=0)
+            torch.testing.assert_close(model.encode_text(CAPTIONS), again.encode_text(CAPTIONS), rtol=0, atol=0)
+        else:
+            torch.testing.assert_close(model.score(clips, [CAPTIONS] * 2), again.score(clips, [CAPTIONS] * 2),
+                                       rtol=0, atol=0)
+
+
+def _model_args(name: str) -> str:
+    entry = ENTRIES[name]
+    args = dict(entry["args"])
+    if entry["checkpoint"] is not None:
+        args["checkpoint"] = entry["checkpoint"]
+    return ",".join(f"{key}={json.dumps(value) if isinstance(value, str) else value}" for key, value in args.items())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", REGISTERED)
+def test_runs_on_synth_semantic_from_the_command_line(name, world, tmp_path, capsys):
+    argv = ["run", "--model", name, "--include", str(world / "tasks.yaml"), "--task", "synth-semantic",
+            "--output", str(tmp_path / "out"), "--no-site", "--cache-dir", str(tmp_path / "cache"), "--limit", "6"]
+    if _model_args(name):
+        argv[3:3] = ["--model-args", _model_args(name)]
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exit:
+        code = exit.code or 0
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    record = json.loads(next((tmp_path / "out").rglob("synth-semantic.json")).read_text())
+    assert record["dataset"]["coverage"]["evaluated"] == 6
+    assert 0.0 <= record["metrics"]["R@1"]["value"] <= 1.0
