@@ -3,7 +3,7 @@
 Why they exist: the synthetic benchmarks (``instract-eval synth``) probe whether a model uses the
 *order* of frames and words. A harness that only ships a random baseline cannot show that its
 probes separate models. These two encoders are trained on the same data with the same loss
-(`instract_eval.synth.train`) and differ only in whether they can see order:
+(`instract_eval.training.synth`) and differ only in whether they can see order:
 
 ``synth-bag-of-frames``
     A per-frame CNN whose features are mean-pooled over time, and a bag-of-words text encoder.

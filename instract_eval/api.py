@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .runner import default_cache_dir, ranks_from_environment
-from .runner.distributed import Ranks
+from .encoding import default_cache_dir, ranks_from_environment
+from .encoding.distributed import Ranks
 from .runner.run import ModelRequest, RunOptions, RunReport, run_evaluation
 from .tasks import Registry, load_registry
 

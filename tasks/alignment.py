@@ -31,15 +31,15 @@ from typing import Any
 
 import numpy as np
 
-from instract_eval.adapters.protocols import TOKEN_ENCODER, require_capability, task_frame_spec
+from instract_eval.adapters.protocols import task_frame_spec
 from instract_eval.data.instract import read_logic
 from instract_eval.errors import InputError
 from instract_eval.media import ClipRequest
 from instract_eval.metrics.alignment import normalized_dtw_cost
-from instract_eval.runner import Encoder
+from instract_eval.encoding import Encoder
 
 from .build import instract_request
-from .encoding import engine_encoder
+from .encoding import engine_capability
 from .registry import DataLocation, TaskSpec
 
 __all__ = [
@@ -151,9 +151,8 @@ def alignment_items(spec: TaskSpec, location: DataLocation) -> AlignmentItems:
     return AlignmentItems(items, rows=len(rows), min_phrases=min_phrases)
 
 
-def evaluate_alignment(model: Any, items: Sequence[AlignmentItem], *, task: str, protocol: Mapping[str, Any],
-                       batch_size: int = 8, num_workers: int = 0, allow_missing: bool = False,
-                       encoder: Encoder | None = None) -> dict:
+def evaluate_alignment(encoder: Encoder, items: Sequence[AlignmentItem], *, task: str,
+                       protocol: Mapping[str, Any]) -> dict:
     """Normalized DTW cost per item and over items: ``{"metrics", "coverage", "samples"}``.
 
     ``metrics``: ``normalized_dtw_cost`` (mean over items, the headline; lower is better),
@@ -165,13 +164,12 @@ def evaluate_alignment(model: Any, items: Sequence[AlignmentItem], *, task: str,
     A video that cannot be decoded is an error unless ``allow_missing`` (then its items are left
     out and counted); non-finite tokens or phrase embeddings are an error naming the items.
     """
-    require_capability(model, TOKEN_ENCODER, task)
+    model = encoder.model
+    engine_capability(model, "alignment", task)
     if not items:
         raise InputError(f"task {task}: no item to evaluate (no caption has enough verb phrases?)",
                          field=f"tasks.{task}.protocol.min_phrases")
-    spec = task_frame_spec(model.frame_spec(), protocol)
-    encoder = engine_encoder(model, encoder, batch_size=batch_size, num_workers=num_workers,
-                             allow_missing=allow_missing)
+    spec = task_frame_spec(model.frame_spec(), protocol, task)
     videos = encoder.videos([item.request for item in items], spec, method="encode_video_tokens")
     phrase_embeddings = encoder.texts([phrase for item in items for phrase in item.phrases])
     name = getattr(model, "name", type(model).__name__)

@@ -32,12 +32,12 @@ from typing import Any
 
 import numpy as np
 
-from instract_eval.adapters.protocols import DUAL_ENCODER, require_capability, task_frame_spec
+from instract_eval.adapters.protocols import task_frame_spec
 from instract_eval.media import ClipRequest
 from instract_eval.metrics import classification_metrics, harmonic_mean, runs_summary
-from instract_eval.runner import Encoder
+from instract_eval.encoding import Encoder
 
-from .encoding import engine_encoder
+from .encoding import engine_capability
 
 __all__ = ["ClassificationItem", "LabelSet", "ClassificationTask", "evaluate_classification"]
 
@@ -83,9 +83,8 @@ class ClassificationTask:
     notes: Mapping[str, Any] = field(default_factory=dict)
 
 
-def evaluate_classification(model: Any, task: ClassificationTask, *, name: str, protocol: Mapping[str, Any],
-                            ties: str = "expected", batch_size: int = 8, num_workers: int = 0,
-                            allow_missing: bool = False, encoder: Encoder | None = None) -> dict:
+def evaluate_classification(encoder: Encoder, task: ClassificationTask, *, name: str,
+                            protocol: Mapping[str, Any], ties: str = "expected") -> dict:
     """Classify every item under the default label set and each run.
 
     Returns ``{"metrics", "label_sets", "runs", "coverage", "samples"}``: ``metrics`` holds the
@@ -93,12 +92,11 @@ def evaluate_classification(model: Any, task: ClassificationTask, *, name: str, 
     ``hm.*`` for seen/unseen; ``srt.<group>.<metric>`` and ``srt.<group>.<metric>.std`` over the
     runs), ``label_sets`` every group's full metrics per label set.
     """
-    require_capability(model, DUAL_ENCODER, name)
+    model = encoder.model
+    engine_capability(model, "classification", name)
     for label_set in (task.default, *task.runs):
         _check_items(task.items, label_set)
-    spec = task_frame_spec(model.frame_spec(), protocol)
-    encoder = engine_encoder(model, encoder, batch_size=batch_size, num_workers=num_workers,
-                             allow_missing=allow_missing)
+    spec = task_frame_spec(model.frame_spec(), protocol, name)
     videos = encoder.videos([item.video for item in task.items], spec, keep_clips=True)
     texts = encoder.texts([t for s in (task.default, *task.runs) for ts in s.texts.values() for t in ts])
     kept = [item for item in task.items if item.video.key() in videos.embeddings]

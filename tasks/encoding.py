@@ -1,30 +1,38 @@
-"""What the engines share about encoding: their encoder, and cosine scores of embeddings.
+"""What the engines share: the capability each engine needs (one check), and cosine scores.
 
-Engines never call a model's encoders themselves: they ask an `instract_eval.runner.Encoder`,
-which encodes each unique clip and text once, batched and cached. The runner passes one encoder
-to every task of a run (that is how a clip shared by two tasks is encoded once); a direct call to
-an engine gets a private one.
+Engines never call a model's encoders themselves: they take an `instract_eval.encoding.Encoder`,
+which wraps the model and encodes each unique clip and text once, batched and cached. The run
+passes one encoder to every task (that is how a clip shared by two tasks is encoded once).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from instract_eval.runner import Encoder
+from instract_eval.adapters.protocols import (DUAL_ENCODER, LOCALIZER, PAIR_SCORER, TOKEN_ENCODER,
+                                              require_capability)
 
-__all__ = ["engine_encoder", "cosine_scores"]
+__all__ = ["CAPABILITY_OF_KIND", "engine_capability", "cosine_scores"]
+
+# The capabilities each engine can work with, in order of preference.
+CAPABILITY_OF_KIND: Mapping[str, tuple[str, ...]] = {
+    "mcq": (DUAL_ENCODER, PAIR_SCORER),
+    "retrieval": (DUAL_ENCODER,),
+    "classification": (DUAL_ENCODER,),
+    "localization": (LOCALIZER,),
+    "alignment": (TOKEN_ENCODER,),
+}
 
 
-def engine_encoder(model: Any, encoder: Encoder | None, *, batch_size: int, num_workers: int,
-                   allow_missing: bool) -> Encoder:
-    """``encoder`` when the runner gave one (it must wrap ``model``), else a private one."""
-    if encoder is None:
-        return Encoder(model, batch_size=batch_size, num_workers=num_workers, allow_missing=allow_missing)
-    if encoder.model is not model:
-        raise ValueError("the encoder wraps another model than the one being evaluated")
-    return encoder
+def engine_capability(model: Any, kind: str, task: str) -> str:
+    """The capability ``model`` serves a ``kind`` task with, or one `InputError` naming what it lacks.
+
+    The one capability check: the engines call it, and so does the run before any decoding.
+    """
+    return require_capability(model, CAPABILITY_OF_KIND[kind], task)
 
 
 def cosine_scores(queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:

@@ -14,30 +14,21 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from instract_eval.adapters.protocols import (DUAL_ENCODER, LOCALIZER, PAIR_SCORER, TOKEN_ENCODER,
-                                              wants_leaf_augmentation)
+from instract_eval.adapters.protocols import wants_leaf_augmentation
 from instract_eval.errors import InputError
 from instract_eval.media import ClipRequest
-from instract_eval.runner import Encoder
+from instract_eval.encoding import Encoder
 
 from .alignment import ALIGNMENT_FORMATS, alignment_items, evaluate_alignment
 from .build import CLASSIFICATION_FORMATS, MCQ_FORMATS, RETRIEVAL_FORMATS, classification_task, mcq_items, retrieval_items
 from .classification import evaluate_classification
+from .encoding import CAPABILITY_OF_KIND
 from .localization import MEDIA_SUFFIXES, evaluate_localization, find_video, localization_task
 from .mcq import evaluate_mcq
 from .registry import TaskSpec, require_data
 from .retrieval import evaluate_retrieval
 
 __all__ = ["CAPABILITY_OF_KIND", "FORMATS_OF_KIND", "evaluate_task", "check_task_data"]
-
-# The capabilities each engine can work with, in order of preference.
-CAPABILITY_OF_KIND: Mapping[str, tuple[str, ...]] = {
-    "mcq": (DUAL_ENCODER, PAIR_SCORER),
-    "retrieval": (DUAL_ENCODER,),
-    "classification": (DUAL_ENCODER,),
-    "localization": (LOCALIZER,),
-    "alignment": (TOKEN_ENCODER,),
-}
 
 # The annotation formats each engine reads.
 FORMATS_OF_KIND: Mapping[str, tuple[str, ...]] = {
@@ -103,32 +94,32 @@ def evaluate_task(model: Any, spec: TaskSpec, *, data_root: str | os.PathLike | 
 
     ``data_root`` and ``environ`` locate the files as `require_data` does (a missing file is an
     `InputError` saying what to download and how to point the tool at it). ``encoder`` is the
-    runner's shared encoder (outputs reused across tasks, cached, sharded); without one the
-    engine makes its own from ``batch_size``/``num_workers``. ``limit`` keeps the first N items
-    (videos, for localization) for smoke runs.
+    run's shared encoder of ``model`` (outputs reused across tasks, cached, sharded); without one
+    a private one is made from ``batch_size``/``num_workers``/``allow_missing``. ``limit`` keeps
+    the first N items (videos, for localization) for smoke runs.
     """
     _check_format(spec)
     if limit is not None and limit < 1:
         raise InputError(f"limit must be at least 1, got {limit}", field="--limit")
     location = require_data(spec, data_root, environ)
-    common = {"batch_size": batch_size, "num_workers": num_workers, "allow_missing": allow_missing,
-              "encoder": encoder}
+    if encoder is None:
+        encoder = Encoder(model, batch_size=batch_size, num_workers=num_workers, allow_missing=allow_missing)
+    elif encoder.model is not model:
+        raise ValueError("the encoder wraps another model than the one being evaluated")
     if spec.kind == "mcq":
-        result = evaluate_mcq(model, mcq_items(spec, location)[:limit], task=spec.name, protocol=spec.protocol,
-                              ties=spec.ties, **common)
+        result = evaluate_mcq(encoder, mcq_items(spec, location)[:limit], task=spec.name, protocol=spec.protocol,
+                              ties=spec.ties)
     elif spec.kind == "retrieval":
-        result = evaluate_retrieval(model, retrieval_items(spec, location)[:limit], task=spec.name,
-                                    protocol=spec.protocol, ties=spec.ties, **common)
+        result = evaluate_retrieval(encoder, retrieval_items(spec, location)[:limit], task=spec.name,
+                                    protocol=spec.protocol, ties=spec.ties)
     elif spec.kind == "classification":
         leaf = True if wants_leaf_augmentation(model) else None  # an adapter may ask for it
         task = classification_task(spec, location, leaf_augmentation=leaf)
         task = dataclasses.replace(task, items=task.items[:limit])
-        result = evaluate_classification(model, task, name=spec.name, protocol=spec.protocol, ties=spec.ties,
-                                         **common)
+        result = evaluate_classification(encoder, task, name=spec.name, protocol=spec.protocol, ties=spec.ties)
     elif spec.kind == "localization":
-        result = evaluate_localization(model, localization_task(spec, location), allow_missing=allow_missing,
-                                       encoder=encoder, limit=limit)
+        result = evaluate_localization(encoder, localization_task(spec, location), limit=limit)
     else:
-        result = evaluate_alignment(model, alignment_items(spec, location)[:limit], task=spec.name,
-                                    protocol=spec.protocol, **common)
+        result = evaluate_alignment(encoder, alignment_items(spec, location)[:limit], task=spec.name,
+                                    protocol=spec.protocol)
     return {"task": spec.name, "kind": spec.kind, **result}

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from instract_eval.adapters.protocols import LOCALIZER, Segment, answers_in_text, require_capability
+from instract_eval.adapters.protocols import Segment, answers_in_text
 from instract_eval.data.activitynet import LocalizationGroundTruth, read_ground_truth
 from instract_eval.data.jsonfile import read_yaml, require_list, require_mapping, require_string
 from instract_eval.errors import InputError
@@ -49,9 +49,9 @@ from instract_eval.metrics.localization import (
     threshold_key,
 )
 from instract_eval.metrics.localization_diagnostics import hallucination_rates, language_advantage_on_performance
-from instract_eval.runner import Encoder
+from instract_eval.encoding import Encoder
 
-from .encoding import engine_encoder
+from .encoding import engine_capability
 from .registry import DataLocation, TaskSpec
 
 __all__ = [
@@ -251,8 +251,7 @@ def find_video(video_dir: Path, video: str) -> Path | None:
     return None
 
 
-def evaluate_localization(model: Any, task: LocalizationTask, *, allow_missing: bool = False,
-                          encoder: Encoder | None = None, limit: int | None = None) -> dict:
+def evaluate_localization(encoder: Encoder, task: LocalizationTask, *, limit: int | None = None) -> dict:
     """Localize every video of the subset and score it; see the module docstring for the rules.
 
     Returns ``{"metrics", "per_class_AP", "per_threshold_class_AP", "ambiguity", "coverage",
@@ -266,9 +265,9 @@ def evaluate_localization(model: Any, task: LocalizationTask, *, allow_missing: 
     ``"hallucination"`` is None: a detection head cannot produce those failures and a rate of 0
     would pass for a measurement.
     """
-    require_capability(model, LOCALIZER, task.name)
-    encoder = engine_encoder(model, encoder, batch_size=1, num_workers=0, allow_missing=allow_missing)
-    present, missing = _resolve_videos(task, allow_missing)
+    model = encoder.model
+    engine_capability(model, "localization", task.name)
+    present, missing = _resolve_videos(task, encoder.allow_missing)
     present = present[:limit]  # a smoke run (--limit): the first videos, scored on their ground truth only
     aligned = _run(encoder, task, present, task.descriptions)
     scored = _score(task, present, aligned)

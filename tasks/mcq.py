@@ -21,13 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from instract_eval.adapters.protocols import DUAL_ENCODER, PAIR_SCORER, require_capability, task_frame_spec
+from instract_eval.adapters.protocols import DUAL_ENCODER, task_frame_spec
 from instract_eval.media import ClipRequest, FrameSpec
 from instract_eval.metrics import mcq_metrics
 from instract_eval.metrics.ranking import ground_truth_ranks
-from instract_eval.runner import Encoder
+from instract_eval.encoding import Encoder
 
-from .encoding import cosine_scores, engine_encoder
+from .encoding import cosine_scores, engine_capability
 
 __all__ = ["MCQItem", "evaluate_mcq"]
 
@@ -51,18 +51,16 @@ class MCQItem:
             raise ValueError(f"item {self.sample_id!r}: answer {self.answer} is not a candidate index")
 
 
-def evaluate_mcq(model: Any, items: Sequence[MCQItem], *, task: str, protocol: Mapping[str, Any],
-                 ties: str = "expected", batch_size: int = 8, num_workers: int = 0,
-                 allow_missing: bool = False, encoder: Encoder | None = None) -> dict:
+def evaluate_mcq(encoder: Encoder, items: Sequence[MCQItem], *, task: str, protocol: Mapping[str, Any],
+                 ties: str = "expected") -> dict:
     """Score every item and summarise: ``{"metrics", "chance", "coverage", "samples"}``.
 
     ``chance`` is the accuracy (R@1) a constant scorer gets under expected ties, the mean over
     items of 1 / number of candidates: the line that AA, VR and OR are read against.
     """
-    capability = require_capability(model, (DUAL_ENCODER, PAIR_SCORER), task)
-    spec = task_frame_spec(model.frame_spec(), protocol)
-    encoder = engine_encoder(model, encoder, batch_size=batch_size, num_workers=num_workers,
-                             allow_missing=allow_missing)
+    model = encoder.model
+    capability = engine_capability(model, "mcq", task)
+    spec = task_frame_spec(model.frame_spec(), protocol, task)
     score_items = _embedding_scores if capability == DUAL_ENCODER else _pair_scores
     kept, rows, failed = score_items(encoder, items, spec)
     if not kept:

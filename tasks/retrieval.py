@@ -21,13 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from instract_eval.adapters.protocols import DUAL_ENCODER, require_capability, task_frame_spec
+from instract_eval.adapters.protocols import task_frame_spec
 from instract_eval.media import ClipRequest
 from instract_eval.metrics import pooled_retrieval_metrics, recall_by_pool_size, retrieval_metrics
 from instract_eval.metrics.ranking import ground_truth_ranks
-from instract_eval.runner import Encoder
+from instract_eval.encoding import Encoder
 
-from .encoding import engine_encoder
+from .encoding import engine_capability
 
 __all__ = ["RetrievalItem", "evaluate_retrieval"]
 
@@ -43,18 +43,16 @@ class RetrievalItem:
     category: str | None = None
 
 
-def evaluate_retrieval(model: Any, items: Sequence[RetrievalItem], *, task: str, protocol: Mapping[str, Any],
-                       ties: str = "expected", batch_size: int = 8, num_workers: int = 0,
-                       allow_missing: bool = False, encoder: Encoder | None = None) -> dict:
+def evaluate_retrieval(encoder: Encoder, items: Sequence[RetrievalItem], *, task: str,
+                       protocol: Mapping[str, Any], ties: str = "expected") -> dict:
     """``{"metrics": t2v/v2t/mean, "per_pool", "per_category", "by_pool_size", "coverage", "samples"}``.
 
     ``samples`` gives each item's ``t2v_rank`` (and ``v2t_rank`` for pooled retrieval) with its
     pool and video, for paired comparisons of two runs.
     """
-    require_capability(model, DUAL_ENCODER, task)
-    spec = task_frame_spec(model.frame_spec(), protocol)
-    encoder = engine_encoder(model, encoder, batch_size=batch_size, num_workers=num_workers,
-                             allow_missing=allow_missing)
+    model = encoder.model
+    engine_capability(model, "retrieval", task)
+    spec = task_frame_spec(model.frame_spec(), protocol, task)
     videos = encoder.videos([item.video for item in items], spec)
     texts = encoder.texts([item.text for item in items])
     kept = [item for item in items if item.video.key() in videos.embeddings]

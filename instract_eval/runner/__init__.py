@@ -1,12 +1,9 @@
-"""Running models on tasks: the shared encoder (batching, dedup, cache, ranks) and the run itself.
+"""`instract-eval run`: models x tasks through one shared encoder per model, to result records.
 
-`run_evaluation` lives in `instract_eval.runner.run` and is not imported here: the task engines
-import the encoder from this package, and the run imports the engines.
+It sits above the task engines (`instract_eval.tasks`), which sit above the encoder
+(`instract_eval.encoding`): data flows one way, and no layer imports the one above it.
 """
 
-from .cache import OutputCache, default_cache_dir
-from .distributed import SINGLE_PROCESS, Ranks, ranks_from_environment
-from .encoder import PRECISIONS, EncodedVideos, Encoder, ScoredPairs
+from .run import ModelRequest, RunOptions, RunReport, pick_device, run_evaluation
 
-__all__ = ["OutputCache", "default_cache_dir", "SINGLE_PROCESS", "Ranks", "ranks_from_environment", "PRECISIONS",
-           "EncodedVideos", "Encoder", "ScoredPairs"]
+__all__ = ["ModelRequest", "RunOptions", "RunReport", "pick_device", "run_evaluation"]

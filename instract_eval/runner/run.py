@@ -27,16 +27,15 @@ from typing import Any
 
 import torch
 
-from instract_eval.adapters.protocols import CAPABILITIES, capabilities_of, describe_capabilities, task_frame_spec
+from instract_eval.adapters.protocols import capabilities_of, task_frame_spec
 from instract_eval.adapters.registry import create_model, model_fingerprint
 from instract_eval.errors import InputError
 from instract_eval.results import SCHEMA, dataset_fingerprint, describe_metrics, software_versions, write_record
-from instract_eval.tasks.evaluate import CAPABILITY_OF_KIND, evaluate_task
+from instract_eval.tasks.encoding import engine_capability
+from instract_eval.tasks.evaluate import evaluate_task
 from instract_eval.tasks.registry import Registry, TaskSpec, require_data
 
-from .cache import OutputCache
-from .distributed import ranks_from_environment
-from .encoder import Encoder
+from instract_eval.encoding import Encoder, OutputCache, ranks_from_environment
 
 __all__ = ["RunOptions", "ModelRequest", "RunReport", "run_evaluation", "pick_device"]
 
@@ -164,18 +163,18 @@ def _require_directory(directory: Path | None, flag: str) -> None:
 
 def _runnable(request: ModelRequest, model: Any, specs: Sequence[TaskSpec], named: set[str],
               skipped: list[tuple[str, str, str]]) -> list[TaskSpec]:
-    """The tasks ``model`` can serve; a task named on its own that it cannot serve is an error."""
+    """The tasks ``model`` can serve (the engines' own capability check); a task named on its own
+    that it cannot serve is an error, one that came in through a group is skipped with the reason."""
     runnable = []
     for spec in specs:
-        needed = CAPABILITY_OF_KIND[spec.kind]
-        if any(isinstance(model, CAPABILITIES[name]) for name in needed):
-            runnable.append(spec)
+        try:
+            engine_capability(model, spec.kind, spec.name)
+        except InputError as error:
+            if spec.name in named:
+                raise
+            skipped.append((request.name, spec.name, error.message.removeprefix(f"task {spec.name} ")))
             continue
-        has = describe_capabilities(capabilities_of(model), "none", ", ")
-        why = f"needs a {describe_capabilities(needed)}; {request.name} provides: {has}"
-        if spec.name in named:
-            raise InputError(f"task {spec.name} {why}", field="--model")
-        skipped.append((request.name, spec.name, why))
+        runnable.append(spec)
     return runnable
 
 

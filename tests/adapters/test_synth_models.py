@@ -247,7 +247,7 @@ def test_weights_files_are_canonical_so_retraining_reproduces_their_hash():
 
 
 def test_captions_parse_to_meanings_and_relations_follow_content():
-    from instract_eval.synth import train
+    from instract_eval.training import synth as train
 
     meaning = train.parse_caption(CAPTION)
     assert train.render(meaning) == CAPTION
@@ -265,7 +265,7 @@ def test_captions_parse_to_meanings_and_relations_follow_content():
 def test_hard_negatives_keep_the_steps_and_change_order_direction_or_objects():
     import numpy as np
 
-    from instract_eval.synth import train
+    from instract_eval.training import synth as train
 
     meaning = train.parse_caption(CAPTION)
     negatives = train.hard_negatives(np.random.default_rng(0), meaning, 5)
@@ -277,7 +277,7 @@ def test_hard_negatives_keep_the_steps_and_change_order_direction_or_objects():
 
 def test_two_training_steps_on_the_tiny_world_give_a_loadable_model(world, tmp_path):
     from instract_eval.adapters.synth_models import Tokenizer, WeightsDocument, save_synth_weights
-    from instract_eval.synth import train
+    from instract_eval.training import synth as train
 
     samples = train.world_samples(world)
     train.check_protocol(world, train.FRAME_SPEC)

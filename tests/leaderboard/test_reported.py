@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from instract_eval.encoding import Encoder
 from instract_eval.errors import InputError
 from instract_eval.leaderboard.reported import (
     LAP_TRANSFORM,
@@ -170,7 +171,7 @@ def test_produced_metrics_of_label_rows_classification(tmp_path):
     from instract_eval.tasks.classification import evaluate_classification
 
     spec, task = rows_task(tmp_path, [{"video": "up", "label": "brighten"}, {"video": "down", "label": "darken"}])
-    result = evaluate_classification(BrightnessModel(), task, name=spec.name, protocol=spec.protocol)
+    result = evaluate_classification(Encoder(BrightnessModel()), task, name=spec.name, protocol=spec.protocol)
     assert score_names(result["metrics"]) == produced_metrics(spec)
 
 

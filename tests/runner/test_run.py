@@ -149,7 +149,7 @@ def test_nan_outputs_are_an_error_naming_the_items(world, tmp_path):
 
 
 def test_a_missing_capability_fails_before_anything_is_decoded(world, tmp_path, monkeypatch):
-    import instract_eval.runner.encoder as encoder
+    import instract_eval.encoding.encoder as encoder
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("a clip was decoded")
@@ -157,8 +157,8 @@ def test_a_missing_capability_fails_before_anything_is_decoded(world, tmp_path, 
     monkeypatch.setattr(encoder, "clip_loader", no_decoding)
     models = [RANDOM, ModelRequest("tests.runner.adapters:localizer_only")]
     # The first model could run synth-aa, but nothing runs until every pair has been checked.
-    with pytest.raises(InputError, match="task synth-aa needs a dual encoder or pair scorer; "
-                                         ".*localizer_only provides: localizer"):
+    with pytest.raises(InputError, match="task synth-aa needs a dual encoder or pair scorer model; "
+                                         ".* provides: localizer"):
         run(world, tmp_path, models=models, tasks=["synth-tal", "synth-aa"])  # named on its own: an error
 
 
@@ -219,7 +219,7 @@ def test_retrieval_tie_counts_reach_the_record(world, tmp_path):
 
 
 def test_an_output_path_under_a_file_fails_before_any_work(world, tmp_path, monkeypatch):
-    import instract_eval.runner.encoder as encoder
+    import instract_eval.encoding.encoder as encoder
 
     monkeypatch.setattr(encoder, "clip_loader", lambda *a, **k: pytest.fail("a clip was decoded"))
     (tmp_path / "file").write_text("")

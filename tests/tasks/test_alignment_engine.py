@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 
+from instract_eval.encoding import Encoder
 from instract_eval.errors import InputError
 from instract_eval.media import ClipRequest, FrameSpec, load_clip
 from instract_eval.tasks import load_registry, require_data
@@ -180,7 +181,7 @@ def test_costs_equal_brute_force_dtw_on_the_same_embeddings(task, captions, prog
     assert [item.phrases for item in items] == [tuple(c.split(", then ")) for c in captions]
     assert [item.request.video_id for item in items] == [f"log_{i:04d}" for i in range(len(captions))]
     model = ProgressTokenModel(step_positions(captions), progress)
-    result = evaluate_alignment(model, items, task=spec.name, protocol=spec.protocol)
+    result = evaluate_alignment(Encoder(model), items, task=spec.name, protocol=spec.protocol)
     assert model.clips_seen == len({item.request.key() for item in items})
 
     expected, lengths = zip(*(independent_cost(model, item) for item in items))
@@ -207,8 +208,8 @@ def test_tokens_in_true_order_align_better_than_reversed_phrases(task, captions)
     items = alignment_items(spec, location)
     model = ProgressTokenModel(step_positions(captions))
     reversed_items = [AlignmentItem(item.request, item.phrases[::-1], item.sample_id) for item in items]
-    forward = evaluate_alignment(model, items, task=spec.name, protocol=spec.protocol)["samples"]
-    backward = evaluate_alignment(model, reversed_items, task=spec.name, protocol=spec.protocol)["samples"]
+    forward = evaluate_alignment(Encoder(model), items, task=spec.name, protocol=spec.protocol)["samples"]
+    backward = evaluate_alignment(Encoder(model), reversed_items, task=spec.name, protocol=spec.protocol)["samples"]
     for ahead, behind in zip(forward, backward):
         assert ahead["cost"] < behind["cost"] - 0.05, ahead["id"]
 
@@ -221,7 +222,7 @@ def test_min_phrases_keeps_only_long_procedures_and_counts_the_rest(world, tmp_p
     assert [item.sample_id for item in items] == [f"{TASK}/{i}" for i in long_rows]
     assert all(len(item.phrases) >= 3 for item in items)
     model = ProgressTokenModel(step_positions(captions))
-    result = evaluate_alignment(model, items, task=spec.name, protocol=spec.protocol)
+    result = evaluate_alignment(Encoder(model), items, task=spec.name, protocol=spec.protocol)
     assert result["metrics"]["num_items"] == len(long_rows)
     assert result["coverage"]["selection"] == {"rows": len(captions), "kept": len(long_rows),
                                                "too_few_phrases": len(captions) - len(long_rows), "min_phrases": 3}
@@ -257,7 +258,7 @@ def test_a_model_without_token_encoding_fails_before_decoding(tmp_path):
 
     items = [AlignmentItem(ClipRequest(str(tmp_path / "never-opened.mp4")), ("a", "b"), "x")]
     with pytest.raises(InputError, match="needs a token encoder model; dual-only provides: dual encoder"):
-        evaluate_alignment(DualEncoder(), items, task="probe", protocol={})
+        evaluate_alignment(Encoder(DualEncoder()), items, task="probe", protocol={})
 
 
 def test_missing_video_is_an_error_unless_allowed_and_then_counted(task, captions, tmp_path):
@@ -266,8 +267,8 @@ def test_missing_video_is_an_error_unless_allowed_and_then_counted(task, caption
     gone = AlignmentItem(ClipRequest(str(tmp_path / "gone.mp4"), 0.0, 2.0, video_id="gone"), real.phrases, "gone")
     model = ProgressTokenModel(step_positions(captions))
     with pytest.raises(InputError, match="gone.mp4"):
-        evaluate_alignment(model, [real, gone], task=spec.name, protocol=spec.protocol)
-    result = evaluate_alignment(model, [real, gone], task=spec.name, protocol=spec.protocol, allow_missing=True)
+        evaluate_alignment(Encoder(model), [real, gone], task=spec.name, protocol=spec.protocol)
+    result = evaluate_alignment(Encoder(model, allow_missing=True), [real, gone], task=spec.name, protocol=spec.protocol)
     coverage = result["coverage"]
     assert (coverage["evaluated"], coverage["total"], coverage["fraction"]) == (1, 2, 0.5)
     assert list(coverage["failed_videos"]) == [gone.request.key()]
@@ -287,7 +288,7 @@ def test_nan_tokens_are_an_error_naming_the_video(task, captions):
     spec, location = task
     items = alignment_items(spec, location)[:1]
     with pytest.raises(InputError, match=r"NaN or inf video embeddings .*log_0000"):
-        evaluate_alignment(NaNTokens(step_positions(captions)), items, task=spec.name, protocol=spec.protocol)
+        evaluate_alignment(Encoder(NaNTokens(step_positions(captions))), items, task=spec.name, protocol=spec.protocol)
 
 
 def test_pooled_embeddings_instead_of_tokens_are_an_error(task, captions):
@@ -298,7 +299,7 @@ def test_pooled_embeddings_instead_of_tokens_are_an_error(task, captions):
     spec, location = task
     items = alignment_items(spec, location)[:1]
     with pytest.raises(InputError, match=r"expected \[K, D\] tokens"):
-        evaluate_alignment(Pooled(step_positions(captions)), items, task=spec.name, protocol=spec.protocol)
+        evaluate_alignment(Encoder(Pooled(step_positions(captions))), items, task=spec.name, protocol=spec.protocol)
 
 
 def test_other_formats_and_bad_protocols_name_the_field(world, tmp_path):
@@ -318,4 +319,4 @@ def test_no_item_left_is_an_error(world, tmp_path, captions):
     items = alignment_items(spec, location)
     assert len(items) == 0 and items.too_few_phrases == len(captions)
     with pytest.raises(InputError, match="no item to evaluate"):
-        evaluate_alignment(ProgressTokenModel({}), items, task=spec.name, protocol=spec.protocol)
+        evaluate_alignment(Encoder(ProgressTokenModel({})), items, task=spec.name, protocol=spec.protocol)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, f1_score
 
+from instract_eval.encoding import Encoder
 from instract_eval.errors import InputError
 from instract_eval.media import ClipRequest, FrameSpec
 from instract_eval.tasks import load_registry, require_data
@@ -37,7 +38,7 @@ def test_scores_are_mean_cosine_over_a_class_texts_divided_by_tau(ramps):
              ClassificationItem(ClipRequest(str(ramps["down"]), 0.0, 2.0), "darken", sample_id="down"))
     # 'brighten' is scored by two texts: one brightening (cos ~ 1 with the up clip), one darkening (~ 0).
     texts = {"brighten": ("it brightens", "it darkens"), "darken": ("it darkens",)}
-    result = evaluate_classification(BrightnessModel(), ClassificationTask(items, one_group(texts)),
+    result = evaluate_classification(Encoder(BrightnessModel()), ClassificationTask(items, one_group(texts)),
                                      name="toy", protocol={**PROTOCOL, "tau": 0.02})
     up = next(s for s in result["samples"] if s["id"] == "up")
     assert up["scores"] == pytest.approx([(1 + 0) / 2 / 0.02, 0.0 / 0.02], abs=0.2)
@@ -52,7 +53,7 @@ def test_temporal_clips_average_scores_not_embeddings(tmp_path):
     video = ClipRequest(str(write_triangle(tmp_path / "tri.mp4")), 0.0, 2.0, num_clips=2)
     item = ClassificationItem(video, "brighten", sample_id="tri")
     texts = {"brighten": ("brighten",), "darken": ("darken",)}
-    result = evaluate_classification(BrightnessModel(), ClassificationTask((item,), one_group(texts)),
+    result = evaluate_classification(Encoder(BrightnessModel()), ClassificationTask((item,), one_group(texts)),
                                      name="toy", protocol={"frames": 4, "sampling": "uniform"})
     assert result["samples"][0]["scores"] == pytest.approx([0.5, 0.5], abs=0.02)
 
@@ -67,7 +68,7 @@ def test_groups_runs_and_the_srt_summary_by_hand(ramps):
     swapped = {**plain, "lighten": ("darken",), "dim": ("brighten",)}
     task = ClassificationTask(items, LabelSet("default", groups, plain),
                               (LabelSet("run-1", groups, plain), LabelSet("run-2", groups, swapped)))
-    result = evaluate_classification(BrightnessModel(), task, name="toy", protocol=PROTOCOL)
+    result = evaluate_classification(Encoder(BrightnessModel()), task, name="toy", protocol=PROTOCOL)
     metrics = result["metrics"]
     assert metrics["seen.accuracy"] == metrics["unseen.accuracy"] == metrics["hm.accuracy"] == 1.0
     assert metrics["srt.unseen.accuracy"] == 0.5 and metrics["srt.unseen.accuracy.std"] == 0.5
@@ -84,7 +85,7 @@ def test_the_harmonic_mean_and_f1_match_scikit_learn(ramps):
     items = (ClassificationItem(down, "brighten", "seen", "a"), ClassificationItem(up, "darken", "seen", "b"),
              ClassificationItem(ClipRequest(str(ramps["up"]), 0.0, 1.9), "brighten", "seen", "c"),
              ClassificationItem(up, "lighten", "unseen", "d"), ClassificationItem(up, "dim", "unseen", "e"))
-    metrics = evaluate_classification(BrightnessModel(), ClassificationTask(items, LabelSet("default", groups, texts)),
+    metrics = evaluate_classification(Encoder(BrightnessModel()), ClassificationTask(items, LabelSet("default", groups, texts)),
                                       name="toy", protocol=PROTOCOL)["metrics"]
     seen_true, seen_pred = ["brighten", "darken", "brighten"], ["brighten", "darken", "darken"]
     unseen_true, unseen_pred = ["lighten", "dim"], ["lighten", "lighten"]
@@ -100,10 +101,10 @@ def test_classification_needs_a_dual_encoder_and_known_labels(tmp_path):
     item = ClassificationItem(ClipRequest(str(tmp_path / "never.mp4")), "brighten")
     texts = {"brighten": ("b",), "darken": ("d",)}
     with pytest.raises(InputError, match="needs a dual encoder"):
-        evaluate_classification(TextOnly(), ClassificationTask((item,), one_group(texts)), name="toy", protocol={})
+        evaluate_classification(Encoder(TextOnly()), ClassificationTask((item,), one_group(texts)), name="toy", protocol={})
     stray = ClassificationItem(ClipRequest(str(tmp_path / "never.mp4")), "jump", sample_id="x")
     with pytest.raises(ValueError, match="'jump' is not a class"):
-        evaluate_classification(BrightnessModel(), ClassificationTask((stray,), one_group(texts)), name="toy",
+        evaluate_classification(Encoder(BrightnessModel()), ClassificationTask((stray,), one_group(texts)), name="toy",
                                 protocol={})
     with pytest.raises(ValueError, match="has no texts"):
         LabelSet("default", {"all": ("brighten",)}, {"brighten": ()})
@@ -160,7 +161,7 @@ def test_synth_srt_leaf_augmentation_scores_by_the_synonym_children(world):
 
 def test_a_collapsed_model_scores_exactly_chance_on_synth_srt(world):
     spec, task = srt_task(world)
-    result = evaluate_classification(ConstantModel(), task, name=spec.name, protocol=spec.protocol, ties=spec.ties)
+    result = evaluate_classification(Encoder(ConstantModel()), task, name=spec.name, protocol=spec.protocol, ties=spec.ties)
     metrics = result["metrics"]
     seen, unseen = len(task.default.classes["seen"]), len(task.default.classes["unseen"])
     assert metrics["seen.accuracy"] == pytest.approx(1 / seen)
@@ -210,7 +211,7 @@ def test_label_rows_classify_among_the_class_list(tmp_path):
     spec, task = rows_task(tmp_path, rows, prompt="it will {}")
     assert task.default.texts == {"brighten": ("it will brighten",), "darken": ("it will darken",)}
     assert task.items[0].video.end is None and task.items[1].video.end == 1.5
-    result = evaluate_classification(BrightnessModel(), task, name=spec.name, protocol=spec.protocol)
+    result = evaluate_classification(Encoder(BrightnessModel()), task, name=spec.name, protocol=spec.protocol)
     assert result["metrics"] == {"accuracy": 1.0, "macro_f1": 1.0}
 
 

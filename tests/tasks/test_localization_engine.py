@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
+from instract_eval.encoding import Encoder
 from instract_eval.adapters.protocols import Segment
 from instract_eval.data.activitynet import read_ground_truth
 from instract_eval.errors import InputError
@@ -137,7 +138,7 @@ def test_thumos14_map_per_threshold_class_and_group_equals_the_metric(tmp_path, 
     localization = thumos_task(tmp_path, rows)
     assert localization.class_names == gt.class_names  # the 20 THUMOS14 classes, all described
     model = FeatureLocalizer(gt.class_names)
-    result = evaluate_localization(model, localization)
+    result = evaluate_localization(Encoder(model), localization)
     assert model.calls == gt.num_videos == 212
     expected = direct_map(gt, rows)
     metrics = result["metrics"]
@@ -163,7 +164,7 @@ def test_thumos14_map_per_threshold_class_and_group_equals_the_metric(tmp_path, 
 
 def test_a_perfect_oracle_scores_one(tmp_path, thumos):
     gt, _, _ = thumos
-    result = evaluate_localization(FeatureLocalizer(gt.class_names), thumos_task(tmp_path, oracle_rows(gt)))
+    result = evaluate_localization(Encoder(FeatureLocalizer(gt.class_names)), thumos_task(tmp_path, oracle_rows(gt)))
     assert result["metrics"]["average_mAP"] == 1.0
     assert all(result["metrics"][f"mAP@{k}"] == 1.0 for k in KEYS)
 
@@ -176,11 +177,11 @@ def test_missing_videos_fail_unless_allowed_and_then_leave_their_ground_truth_ou
     for video in gone:
         (localization.video_dir / f"{video}.npy").unlink()
     with pytest.raises(InputError) as error:
-        evaluate_localization(FeatureLocalizer(gt.class_names), localization)
+        evaluate_localization(Encoder(FeatureLocalizer(gt.class_names)), localization)
     assert gone[0] in str(error.value) and str(localization.video_dir) in str(error.value)
     assert "--allow-missing" in str(error.value)
 
-    result = evaluate_localization(FeatureLocalizer(gt.class_names), localization, allow_missing=True)
+    result = evaluate_localization(Encoder(FeatureLocalizer(gt.class_names), allow_missing=True), localization)
     assert result["coverage"] == {"evaluated": 202, "total": 212, "fraction": 202 / 212, "missing_videos": gone}
     present = [v for v in gt.video_names if v not in gone]
     expected = direct_map(gt, rows, present)
@@ -197,14 +198,14 @@ def test_no_video_at_all_is_an_error_even_when_missing_ones_are_allowed(tmp_path
     for path in localization.video_dir.iterdir():
         path.unlink()
     with pytest.raises(InputError, match="none of the 212 videos"):
-        evaluate_localization(FeatureLocalizer(gt.class_names), localization, allow_missing=True)
+        evaluate_localization(Encoder(FeatureLocalizer(gt.class_names), allow_missing=True), localization)
 
 
 def test_hallucination_rates_of_a_text_localizer_equal_the_metric_on_its_responses(tmp_path, thumos):
     gt, durations, _ = thumos
     rows = perturbed_rows(gt, seed=2)
     localization = thumos_task(tmp_path, rows)
-    result = evaluate_localization(TextLocalizer(gt.class_names), localization)
+    result = evaluate_localization(Encoder(TextLocalizer(gt.class_names)), localization)
     # The responses, assembled here: one per (video, class with GT there), that class's segments.
     answers = {s["id"]: s["segments"] for s in result["samples"]}
     replay = TextLocalizer(gt.class_names)
@@ -227,7 +228,7 @@ def test_hallucination_rates_of_a_text_localizer_equal_the_metric_on_its_respons
 
 def test_a_text_localizer_with_one_fixed_answer_is_always_hallucinating(tmp_path, thumos):
     gt, _, _ = thumos
-    result = evaluate_localization(FixedTextLocalizer(), thumos_task(tmp_path, oracle_rows(gt)))
+    result = evaluate_localization(Encoder(FixedTextLocalizer()), thumos_task(tmp_path, oracle_rows(gt)))
     assert result["metrics"]["hallucination.fixed"] == 1.0
     assert result["metrics"]["hallucination.repeating"] == 0.0
 
@@ -339,7 +340,7 @@ def test_synth_tal_end_to_end_on_decoded_video(world, world_truth):
     localization = world_task(world, "synth-tal")
     assert localization.conflicting is None and dict(localization.descriptions) == aligned
     model = MotionLocalizer(truth)
-    result = evaluate_localization(model, localization)
+    result = evaluate_localization(Encoder(model), localization)
     expected = direct_world_map(world, localization, model, localization.descriptions)
     assert [result["metrics"][f"mAP@{k}"] for k in KEYS] == expected.mean_average_precision.tolist()
     assert result["metrics"]["average_mAP"] == expected.average_map
@@ -353,7 +354,7 @@ def test_synth_lap_a_description_reader_is_misled_and_a_vision_only_one_is_not(w
     localization = world_task(world, "synth-lap")
     assert dict(localization.conflicting) == conflicting
     reader = MotionLocalizer(truth, aligned=aligned)
-    result = evaluate_localization(reader, localization)
+    result = evaluate_localization(Encoder(reader), localization)
     a = direct_world_map(world, localization, reader, aligned).average_map
     c = direct_world_map(world, localization, reader, conflicting).average_map
     metrics = result["metrics"]
@@ -364,7 +365,7 @@ def test_synth_lap_a_description_reader_is_misled_and_a_vision_only_one_is_not(w
     sample = result["samples"][0]
     assert [row[2] for row in sample["segments"]] != [row[2] for row in sample["conflicting_segments"]]
 
-    vision = evaluate_localization(MotionLocalizer(truth), localization)
+    vision = evaluate_localization(Encoder(MotionLocalizer(truth)), localization)
     assert vision["metrics"]["LAP"] == 0.0
     assert vision["metrics"]["average_mAP"] == a  # the same segments, correctly named
 
@@ -433,7 +434,7 @@ class EncoderOnly:
 def test_a_model_without_localize_fails_before_any_file_is_read(tmp_path):
     localization = dataclasses.replace(small_task(tmp_path), video_dir=tmp_path / "does-not-exist")
     with pytest.raises(InputError, match="needs a localizer model; encoder-only provides") as error:
-        evaluate_localization(EncoderOnly(), localization)
+        evaluate_localization(Encoder(EncoderOnly()), localization)
     assert error.value.field == "--model"
 
 
@@ -452,14 +453,14 @@ GOOD = Segment(1.0, 5.0, "jump", 0.9)
 def test_a_bad_segment_names_the_video_and_the_segment(tmp_path, bad, why):
     localization = small_task(tmp_path)
     with pytest.raises(InputError, match="video 'v2', segment 1") as error:
-        evaluate_localization(Scripted({"v2": [GOOD, bad]}), localization)
+        evaluate_localization(Encoder(Scripted({"v2": [GOOD, bad]})), localization)
     assert why in str(error.value)
     assert error.value.field == "segments[1]" and error.value.path.endswith("v2.npy")
 
 
 def test_a_non_list_answer_is_refused(tmp_path):
     with pytest.raises(InputError, match="returned NoneType for video 'v1'"):
-        evaluate_localization(Scripted({"v1": None}), small_task(tmp_path))
+        evaluate_localization(Encoder(Scripted({"v1": None})), small_task(tmp_path))
 
 
 def test_small_task_scores_and_restricts_ground_truth(tmp_path):
@@ -467,7 +468,7 @@ def test_small_task_scores_and_restricts_ground_truth(tmp_path):
     assert localization.class_names == ("jump", "run")
     answers = {"v1": [Segment(1.0, 5.0, "jump", 0.9), Segment(0.0, 3.0, "run", 0.8)],
                "v2": [Segment(2.0, 8.0, "run", 0.7)]}
-    result = evaluate_localization(Scripted(answers), localization, allow_missing=True)
+    result = evaluate_localization(Encoder(Scripted(answers), allow_missing=True), localization)
     # jump: only v1's instance counts (v3 is missing), found -> AP 1. run: predictions ranked
     # [v1 FP (0.8), v2 TP (0.7)] over 2 instances -> precision [0, 1/2], recall [0, 1/2] -> AP 1/4.
     assert result["per_class_AP"] == {"jump": 1.0, "run": 0.25}
@@ -512,6 +513,6 @@ def test_conflicting_file_must_cover_exactly_the_classes(tmp_path):
 def test_lap_is_undefined_when_the_aligned_run_finds_nothing(tmp_path):
     localization = small_task(tmp_path, transform="conflicting_descriptions")
     assert dict(localization.conflicting) == {"jump": "moves fast", "run": "leaves the ground"}  # 2 classes: a swap
-    result = evaluate_localization(Scripted({}), localization)
+    result = evaluate_localization(Encoder(Scripted({})), localization)
     assert result["metrics"]["LAP"] is None and result["metrics"]["aligned.average_mAP"] == 0.0
     assert "undefined" in result["LAP_undefined"] and "conflicting" not in result

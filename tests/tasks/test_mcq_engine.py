@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from instract_eval.encoding import Encoder
 from instract_eval.errors import InputError
 from instract_eval.media import ClipRequest, FrameSpec
 from instract_eval.tasks.mcq import MCQItem, evaluate_mcq
@@ -66,7 +67,7 @@ def test_video_against_texts_and_text_against_original_and_reversed_video(videos
                 sample_id="vr-up"),
         MCQItem("it darkens", (up, down), answer=1, sample_id="pick-down"),
     ]
-    result = evaluate_mcq(BrightnessModel(), items, task="probe", protocol=PROTOCOL)
+    result = evaluate_mcq(Encoder(BrightnessModel()), items, task="probe", protocol=PROTOCOL)
     assert result["metrics"]["accuracy"] == 1.0
     assert result["coverage"] == {"evaluated": 4, "total": 4, "fraction": 1.0, "failed_videos": {}}
     vr = next(s for s in result["samples"] if s["id"] == "vr-up")
@@ -79,7 +80,7 @@ def test_masked_candidates_and_wrong_answers(videos):
         MCQItem(up, ("darken", "brighten", "darken"), sample_id="three"),  # answer 0 is wrong: rank 3 (tie 2-3)
         MCQItem(up, ("brighten", "darken"), sample_id="two"),
     ]
-    metrics = evaluate_mcq(BrightnessModel(), items, task="probe", protocol=PROTOCOL)["metrics"]
+    metrics = evaluate_mcq(Encoder(BrightnessModel()), items, task="probe", protocol=PROTOCOL)["metrics"]
     # Item 1: the answer ties with the other 'darken' candidate behind 'brighten': rank 2.5 (expected).
     assert metrics["mean_rank"] == pytest.approx((2.5 + 1) / 2)
     assert metrics["accuracy"] == 0.5
@@ -91,8 +92,8 @@ def test_missing_video_is_an_error_unless_allowed_and_then_counted(videos, tmp_p
     gone = ClipRequest(str(tmp_path / "gone.mp4"), 0.0, 2.0)
     items = [MCQItem(up, ("brighten", "darken")), MCQItem(gone, ("brighten", "darken"))]
     with pytest.raises(InputError, match="gone.mp4"):
-        evaluate_mcq(BrightnessModel(), items, task="probe", protocol=PROTOCOL)
-    result = evaluate_mcq(BrightnessModel(), items, task="probe", protocol=PROTOCOL, allow_missing=True)
+        evaluate_mcq(Encoder(BrightnessModel()), items, task="probe", protocol=PROTOCOL)
+    result = evaluate_mcq(Encoder(BrightnessModel(), allow_missing=True), items, task="probe", protocol=PROTOCOL)
     assert (result["coverage"]["evaluated"], result["coverage"]["total"]) == (1, 2)
     assert list(result["coverage"]["failed_videos"]) == [gone.key()]
 
@@ -107,7 +108,7 @@ class TextOnly:
 def test_a_model_without_the_capability_fails_before_decoding(tmp_path):
     items = [MCQItem(ClipRequest(str(tmp_path / "never-opened.mp4")), ("a", "b"))]
     with pytest.raises(InputError, match="needs a dual encoder or pair scorer model; text-only provides: localizer"):
-        evaluate_mcq(TextOnly(), items, task="probe", protocol=PROTOCOL)
+        evaluate_mcq(Encoder(TextOnly()), items, task="probe", protocol=PROTOCOL)
 
 
 def test_nan_embeddings_name_the_items(videos):
@@ -116,5 +117,5 @@ def test_nan_embeddings_name_the_items(videos):
             return torch.full((clips.shape[0], 2), float("nan"))
 
     with pytest.raises(InputError, match="NaN or inf video embeddings"):
-        evaluate_mcq(NaNModel(), [MCQItem(ClipRequest(str(videos["up"])), ("a", "b"))], task="probe",
+        evaluate_mcq(Encoder(NaNModel()), [MCQItem(ClipRequest(str(videos["up"])), ("a", "b"))], task="probe",
                      protocol=PROTOCOL)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from instract_eval.encoding import Encoder
 from instract_eval.media import ClipRequest
 from instract_eval.tasks.classification import ClassificationItem, ClassificationTask, LabelSet, evaluate_classification
 from instract_eval.tasks.mcq import MCQItem, evaluate_mcq
@@ -40,7 +41,7 @@ def clips(tmp_path):
 @pytest.mark.parametrize("model, accuracy", [(DotProduct(), 1.0), (CaptionVectors(), 0.0)])
 def test_mcq_uses_the_model_score(clips, model, accuracy):
     items = [MCQItem(clips[0], ("big", "exact"), answer=0, sample_id="up")]
-    result = evaluate_mcq(model, items, task="toy", protocol=PROTOCOL)
+    result = evaluate_mcq(Encoder(model), items, task="toy", protocol=PROTOCOL)
     assert result["metrics"]["accuracy"] == accuracy
 
 
@@ -54,7 +55,7 @@ def test_mcq_with_a_text_query_passes_videos_first(clips):
             return super().similarity(videos, texts)
 
     items = [MCQItem("exact", (clips[0], clips[1]), answer=0, sample_id="q")]
-    result = evaluate_mcq(Recording(), items, task="toy", protocol=PROTOCOL)
+    result = evaluate_mcq(Encoder(Recording()), items, task="toy", protocol=PROTOCOL)
     assert calls == [((2, 2), (1, 2))]
     assert result["samples"][0]["scores"][0] > result["samples"][0]["scores"][1]  # the brightening clip
 
@@ -63,7 +64,7 @@ def test_mcq_with_a_text_query_passes_videos_first(clips):
 def test_classification_uses_the_model_score(clips, model, accuracy):
     items = (ClassificationItem(clips[0], "big", sample_id="up"),)
     labels = LabelSet("default", {"all": ("big", "exact")}, {"big": ("big",), "exact": ("exact",)})
-    result = evaluate_classification(model, ClassificationTask(items, labels), name="toy", protocol=PROTOCOL)
+    result = evaluate_classification(Encoder(model), ClassificationTask(items, labels), name="toy", protocol=PROTOCOL)
     assert result["metrics"]["accuracy"] == accuracy
 
 
@@ -71,5 +72,5 @@ def test_classification_uses_the_model_score(clips, model, accuracy):
 def test_retrieval_uses_the_model_score(clips, model, v2t):
     """V2T: the brightening clip's caption is "big"; the darkening clip's is "exact"."""
     items = [RetrievalItem("big", clips[0], pool="p"), RetrievalItem("exact", clips[1], pool="p")]
-    result = evaluate_retrieval(model, items, task="toy", protocol=PROTOCOL)
+    result = evaluate_retrieval(Encoder(model), items, task="toy", protocol=PROTOCOL)
     assert result["per_pool"]["p"]["v2t"]["R@1"] == pytest.approx(v2t)

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from instract_eval.encoding import Encoder
 from instract_eval.media import FrameSpec
 from instract_eval.tasks import load_registry, require_data
 from instract_eval.tasks.build import mcq_items
@@ -39,7 +40,7 @@ def test_a_collapsed_model_scores_exactly_chance(world, task, chance):
     items = mcq_items(spec, require_data(spec, environ={}))
     counts = json.loads((world / "manifest.json").read_text())["counts"]
     assert len(items) == counts[task]
-    result = evaluate_mcq(ConstantModel(), items, task=task, protocol=spec.protocol, ties=spec.ties)
+    result = evaluate_mcq(Encoder(ConstantModel()), items, task=task, protocol=spec.protocol, ties=spec.ties)
     metrics = result["metrics"]
     expected = chance if chance is not None else sum(1 / len(i.candidates) for i in items) / len(items)
     assert metrics["accuracy"] == pytest.approx(expected)
@@ -66,7 +67,7 @@ def test_dynamics_pools_with_a_collapsed_model_score_one_over_pool_size(world):
     items = retrieval_items(spec, require_data(spec, environ={}))
     pools = {item.pool for item in items}
     assert len(pools) == json.loads((world / "manifest.json").read_text())["counts"]["synth-dynamics-pools"]
-    result = evaluate_retrieval(ConstantModel(), items, task=spec.name, protocol=spec.protocol, ties=spec.ties)
+    result = evaluate_retrieval(Encoder(ConstantModel()), items, task=spec.name, protocol=spec.protocol, ties=spec.ties)
     # Every query ties with its whole pool: P(rank 1) = 1/|pool|; summed over a pool that is 1.
     assert result["metrics"]["t2v"]["R@1"] == pytest.approx(len(pools) / len(items))
     assert result["metrics"]["mean"]["R@1"] == pytest.approx(len(pools) / len(items))

@@ -1,6 +1,6 @@
 """Train the packaged synthetic-world dual encoders (``synth-bag-of-frames``, ``synth-temporal``).
 
-    python -m instract_eval.synth.train --model all --seed 0 --out adapters/weights/
+    python -m instract_eval.training.synth --model all --seed 0 --out adapters/weights/
 
 Why a script and not only weights: the shipped weights must be reproducible, so everything that
 decides them is here and seeded, and the seeds are written into each weights file.
@@ -70,10 +70,10 @@ from instract_eval.adapters.synth_models import (
 )
 from instract_eval.media import ClipRequest, FrameSpec, clip_loader, load_clip
 
-from . import GENERATOR_VERSION, generate_world, writers
-from .captions import STEP_SEPARATOR
-from .sizes import WorldSize
-from .vocabulary import ACTION_BY_NAME, ACTION_NAMES, ACTIONS, COLOURS, OBJECTS, SHAPES, ObjectKind
+from instract_eval.synth import GENERATOR_VERSION, generate_world, writers
+from instract_eval.synth.captions import STEP_SEPARATOR
+from instract_eval.synth.sizes import WorldSize
+from instract_eval.synth.vocabulary import ACTION_BY_NAME, ACTION_NAMES, ACTIONS, COLOURS, OBJECTS, SHAPES, ObjectKind
 
 # ------------------------------------------------------------------------------------------------
 # Configuration
@@ -454,7 +454,7 @@ def train_model(name: str, data: TrainingData, tokenizer: Tokenizer, seed: int, 
 
 def training_metadata(seed: int, data: TrainingData, config: TrainConfig, summary: dict) -> dict:
     return {
-        "script": "python -m instract_eval.synth.train",
+        "script": "python -m instract_eval.training.synth",
         "seed": seed,
         "world_seeds": data.world_seeds,
         "world_size": TRAIN_WORLD.as_dict(),
@@ -470,7 +470,7 @@ def training_metadata(seed: int, data: TrainingData, config: TrainConfig, summar
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m instract_eval.synth.train", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m instract_eval.training.synth", description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=(*MODEL_NAMES, "all"), default="all")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("adapters/weights"))

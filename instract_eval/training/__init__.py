@@ -1,0 +1,1 @@
+"""Training: the embedded synth encoders (`instract_eval.training.synth`)."""
