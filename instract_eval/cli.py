@@ -261,7 +261,7 @@ def run(
 
     from .adapters.registry import parse_model_args
     from .api import DEFAULT_MODELS, DEFAULT_TASKS, evaluate
-    from .runner.distributed import close_process_group
+    from .encoding.distributed import close_process_group
     from .runner.run import ModelRequest
     from .runner.summary import summary_table
 

@@ -122,13 +122,16 @@ def _allowed_globals() -> dict[str, Any]:
 
     allowed = dict(_weights_only_unpickler._get_allowed_globals())
     allowed.update(_EXTRA_CALLABLES)
-    try:  # numpy arrays inside payloads (feature statistics, class lists)
+    try:  # numpy arrays and scalars inside payloads (statistics, best accuracies), under numpy 1 and 2 names
         import numpy as np
-        from numpy.core import multiarray  # noqa: F401  (numpy < 2 path names)
-        allowed.update({"numpy.core.multiarray._reconstruct": np.core.multiarray._reconstruct,
-                        "numpy.ndarray": np.ndarray, "numpy.dtype": np.dtype,
-                        "numpy.core.multiarray.scalar": np.core.multiarray.scalar})
-    except Exception:  # numpy 2 moved them; the weights-only list has what torch needs
+        core = getattr(np, "_core", None) or np.core
+        for prefix in ("numpy.core", "numpy._core"):
+            allowed.update({f"{prefix}.multiarray._reconstruct": core.multiarray._reconstruct,
+                            f"{prefix}.multiarray.scalar": core.multiarray.scalar})
+        allowed.update({"numpy.ndarray": np.ndarray, "numpy.dtype": np.dtype})
+        allowed.update({f"numpy.dtypes.{name}": getattr(np.dtypes, name) for name in dir(np.dtypes)
+                        if name.endswith("DType")})
+    except (ImportError, AttributeError):
         pass
     return allowed
 

@@ -2,7 +2,8 @@
 
 A model takes part by being registered: its tiny checkpoint is named by a ``conformance.json``
 in its family's ``tests/data/official/<family>/`` folder (``[{"model", "checkpoint", "args"}]``);
-the reference models (random, null, synth-*) need none. For each one:
+paths (``checkpoint``, and arguments naming a file there such as a base CLIP or a vocabulary) are
+relative to that folder; the reference models (random, null, synth-*) need none. For each one:
 
 - its card is complete and says what the built model really provides;
 - its frame spec is the card's preprocessing (interpolation, resize mode, value range, statistics);
@@ -35,8 +36,9 @@ def conformance_entries() -> dict[str, dict]:
     entries = {name: {"args": dict(args), "checkpoint": None} for name, args in NO_CHECKPOINT.items()}
     for file in sorted(OFFICIAL.glob("*/conformance.json")):
         for entry in json.loads(file.read_text()):
-            entries[entry["model"]] = {"args": dict(entry.get("args", {})),
-                                       "checkpoint": str(file.parent / entry["checkpoint"])}
+            args = {key: str(file.parent / value) if isinstance(value, str) and (file.parent / value).exists()
+                    else value for key, value in entry.get("args", {}).items()}  # files, relative to the folder
+            entries[entry["model"]] = {"args": args, "checkpoint": str(file.parent / entry["checkpoint"])}
     return entries
 
 
