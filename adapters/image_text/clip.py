@@ -118,7 +118,7 @@ class ClipAdapter(TorchAdapter):
         """``N`` strings to ``[N, D]`` (not normalised; `similarity` normalises)."""
         ids = openai_tokenize(list(texts), self.context_length).to(self.device)
         if self.hf:
-            features = self.net.get_text_features(input_ids=ids, attention_mask=(ids != 0).long())
+            features = self.net.get_text_features(input_ids=ids, attention_mask=through_end_token(ids))
         else:
             features = self.net.encode_text(ids)
         return _as_tensor(features).float()
@@ -126,6 +126,15 @@ class ClipAdapter(TorchAdapter):
     def similarity(self, videos: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
         """CLIP's score, ``exp(logit_scale) * cosine``."""
         return cosine_logits(videos, texts, self.net.logit_scale.detach().float().cpu())
+
+
+def through_end_token(ids: torch.Tensor) -> torch.Tensor:
+    """The attention mask of the positions up to each row's end token (its highest id).
+
+    Not ``ids != 0``: id 0 is the BPE token "!", a real token inside a caption such as "stop!~".
+    """
+    positions = torch.arange(ids.shape[1], device=ids.device)
+    return (positions[None] <= ids.argmax(dim=-1, keepdim=True)).long()
 
 
 def _as_tensor(features: Any) -> torch.Tensor:

@@ -103,12 +103,13 @@ def test_hf_clip_directory_equals_transformers(tmp_path):
     reference.save_pretrained(tmp_path / "hf")
     model = create_model("clip", checkpoint=str(tmp_path / "hf"), frames=3).eval()
     frames = torch.randn(2, 3, 3, 32, 32)
-    captions = ["a person cuts an onion", "open the jar"]
+    captions = ["a person cuts an onion", "open the jar", "stop!~"]  # '!' is token id 0
     with torch.inference_mode():
         videos = model.encode_video(frames)
         texts = model.encode_text(captions)
         ids = openai_tokenize(captions, 77)
-        expected_text = reference.get_text_features(input_ids=ids, attention_mask=(ids != 0).long())
+        mask = torch.tensor([[1] * (row.argmax() + 1) + [0] * (77 - row.argmax() - 1) for row in ids])
+        expected_text = reference.get_text_features(input_ids=ids, attention_mask=mask)
         per_frame = reference.get_image_features(pixel_values=frames.flatten(0, 1))
     expected_text = getattr(expected_text, "pooler_output", expected_text)
     per_frame = getattr(per_frame, "pooler_output", per_frame)
