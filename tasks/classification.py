@@ -8,7 +8,10 @@ Scoring. A class ``c`` named by the texts ``t_1 .. t_m`` of a label set scores a
     S(v, c) = (1 / m) * sum_j cos(v, t_j) / tau
 
 With ``m = 1`` this is the plain zero-shot logit; with the class's synonym children it is ACE's
-leaf augmentation. ``tau`` is the protocol's ``tau`` (ACE: 0.02; 1 when absent); it scales every
+leaf augmentation. A model with a similarity of its own is scored with it in place of the cosine;
+a pair scorer (a cross-encoder, a video-conditioned text tower) scores each (clip, text) pair
+itself: every clip against every text its group's classes are named by in any label set, which
+costs clips x texts pairs (stated in the result's ``scoring``). ``tau`` is the protocol's ``tau`` (ACE: 0.02; 1 when absent); it scales every
 logit alike, so predictions do not depend on it, but the logged scores are ACE's. A request with
 several temporal clips (ACE: 3) is scored per clip and the scores averaged (multi-view testing).
 
@@ -25,14 +28,14 @@ standard deviation over the runs (population, numpy's default; the sample std is
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from instract_eval.adapters.protocols import task_frame_spec
+from instract_eval.adapters.protocols import PAIR_SCORER, task_frame_spec
 from instract_eval.media import ClipRequest
 from instract_eval.metrics import classification_metrics, harmonic_mean, runs_summary
 from instract_eval.encoding import Encoder
@@ -93,20 +96,18 @@ def evaluate_classification(encoder: Encoder, task: ClassificationTask, *, name:
     runs), ``label_sets`` every group's full metrics per label set.
     """
     model = encoder.model
-    engine_capability(model, "classification", name)
+    capability = engine_capability(model, "classification", name)
     for label_set in (task.default, *task.runs):
         _check_items(task.items, label_set)
     spec = task_frame_spec(model.frame_spec(), protocol, name)
-    videos = encoder.videos([item.video for item in task.items], spec, keep_clips=True)
-    texts = encoder.texts([t for s in (task.default, *task.runs) for ts in s.texts.values() for t in ts])
-    kept = [item for item in task.items if item.video.key() in videos.embeddings]
+    label_sets = (task.default, *task.runs)
+    if capability == PAIR_SCORER:
+        group_scores, kept, failed, scoring = _pair_scorer(encoder, task.items, label_sets, spec)
+    else:
+        group_scores, kept, failed, scoring = _dual_encoder(encoder, task.items, label_sets, spec)
     if not kept:
         raise ValueError(f"task {name}: no item could be evaluated (all videos failed to decode)")
     tau = float(protocol.get("tau", 1.0))
-    own = encoder.own_similarity
-    clips = {key: value if own else _unit(value) for key, value in videos.embeddings.items()}
-    units = {text: value if own else _unit(value) for text, value in texts.items()}
-    class_scores = (lambda c, t: _own_class_scores(encoder, c, t)) if own else _class_scores
 
     def run(label_set: LabelSet) -> tuple[dict, dict]:
         metrics, logits = {}, {}
@@ -114,8 +115,7 @@ def evaluate_classification(encoder: Encoder, task: ClassificationTask, *, name:
             members = [item for item in kept if item.group == group]
             if not members:
                 continue
-            scores = class_scores(np.stack([clips[item.video.key()] for item in members]),
-                                  [np.stack([units[t] for t in label_set.texts[label]]) for label in labels]) / tau
+            scores = group_scores(members, [label_set.texts[label] for label in labels]) / tau
             truth = np.array([labels.index(item.label) for item in members])
             metrics[group] = classification_metrics(scores, truth, ties=ties)
             logits.update({item.sample_id: row for item, row in zip(members, scores)})
@@ -137,14 +137,58 @@ def evaluate_classification(encoder: Encoder, task: ClassificationTask, *, name:
         "runs": runs,
         "leaf_augmentation": task.leaf_augmentation,
         "tau": tau,
+        "scoring": scoring,
         "coverage": {"evaluated": len(kept), "total": len(task.items), "fraction": len(kept) / len(task.items),
-                     "failed_videos": videos.failed},
+                     "failed_videos": failed},
         "samples": [_sample(item, task.default, default_logits[item.sample_id],
                             [(label_set, logits[item.sample_id])
                              for label_set, (_, logits) in zip(task.runs, run_results)]
                             if item.group in runs.get("summary", {}) else ())
                     for item in kept],
     }
+
+
+GroupScores = Callable[[Sequence[ClassificationItem], Sequence[Sequence[str]]], np.ndarray]
+
+
+def _dual_encoder(encoder: Encoder, items: Sequence[ClassificationItem], label_sets: Sequence[LabelSet],
+                  spec: Any) -> tuple[GroupScores, list[ClassificationItem], dict, dict]:
+    """Scores from embeddings: the mean cosine (or the model's own similarity) over a class's texts."""
+    videos = encoder.videos([item.video for item in items], spec, keep_clips=True)
+    texts = encoder.texts([t for s in label_sets for ts in s.texts.values() for t in ts])
+    own = encoder.own_similarity
+    clips = {key: value if own else _unit(value) for key, value in videos.embeddings.items()}
+    units = {text: value if own else _unit(value) for text, value in texts.items()}
+
+    def group_scores(members: Sequence[ClassificationItem], class_texts: Sequence[Sequence[str]]) -> np.ndarray:
+        stacked = np.stack([clips[item.video.key()] for item in members])
+        per_class = [np.stack([units[t] for t in class_text]) for class_text in class_texts]
+        return _own_class_scores(encoder, stacked, per_class) if own else _class_scores(stacked, per_class)
+
+    kept = [item for item in items if item.video.key() in videos.embeddings]
+    return group_scores, kept, videos.failed, {"method": "model similarity" if own else "cosine"}
+
+
+def _pair_scorer(encoder: Encoder, items: Sequence[ClassificationItem], label_sets: Sequence[LabelSet],
+                 spec: Any) -> tuple[GroupScores, list[ClassificationItem], dict, dict]:
+    """Scores from a pair scorer: each clip against every text of its group, in one call per clip."""
+    group_texts: dict[str, tuple[str, ...]] = {}
+    for label_set in label_sets:
+        for group, labels in label_set.classes.items():
+            known = dict.fromkeys(group_texts.get(group, ()))
+            known.update(dict.fromkeys(t for label in labels for t in label_set.texts[label]))
+            group_texts[group] = tuple(known)
+    scored = encoder.pair_scores([(item.video, group_texts[item.group]) for item in items], spec)
+    column = {group: {text: index for index, text in enumerate(texts)} for group, texts in group_texts.items()}
+
+    def group_scores(members: Sequence[ClassificationItem], class_texts: Sequence[Sequence[str]]) -> np.ndarray:
+        group = members[0].group
+        rows = np.stack([scored.scores[(item.video.key(), group_texts[group])] for item in members])
+        return np.stack([rows[:, [column[group][t] for t in texts]].mean(axis=1) for texts in class_texts], axis=1)
+
+    kept = [item for item in items if (item.video.key(), group_texts[item.group]) in scored.scores]
+    pairs = sum(len(group_texts[item.group]) for item in kept)
+    return group_scores, kept, scored.failed, {"method": "pair scorer", "pairs": pairs}
 
 
 def _class_scores(clips: np.ndarray, class_texts: Sequence[np.ndarray]) -> np.ndarray:

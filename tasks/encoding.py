@@ -20,9 +20,9 @@ __all__ = ["CAPABILITY_OF_KIND", "engine_capability", "cosine_scores"]
 # The capabilities each engine can work with, in order of preference.
 CAPABILITY_OF_KIND: Mapping[str, tuple[str, ...]] = {
     "mcq": (DUAL_ENCODER, PAIR_SCORER),
-    "retrieval": (DUAL_ENCODER,),
-    "classification": (DUAL_ENCODER,),
-    "localization": (LOCALIZER,),
+    "retrieval": (DUAL_ENCODER, PAIR_SCORER),
+    "classification": (DUAL_ENCODER, PAIR_SCORER),
+    "localization": (LOCALIZER, DUAL_ENCODER),
     "alignment": (TOKEN_ENCODER,),
 }
 

@@ -10,6 +10,10 @@ Several captions per video (MSVD, MSR-VTT with all captions) are allowed in a si
 texts are then ranked against the unique videos and V2T follows the protocol's ``v2t``
 (``max_caption``, CLIP4Clip's, the default; or ``any_caption``, CLIP_benchmark's), as
 `instract_eval.metrics.retrieval_metrics` defines them.
+
+Scores: the cosine of the embeddings, or the model's own similarity when it has one; a pair
+scorer scores every (video, caption) pair of a pool itself, which costs the sum over pools of
+videos x captions (InstrAct-Dynamics: about 2.2 million pairs), stated in the result's ``scoring``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from instract_eval.adapters.protocols import task_frame_spec
+from instract_eval.adapters.protocols import PAIR_SCORER, task_frame_spec
 from instract_eval.media import ClipRequest
 from instract_eval.metrics import pooled_retrieval_metrics, recall_by_pool_size, retrieval_metrics
 from instract_eval.metrics.ranking import ground_truth_ranks
@@ -51,33 +55,26 @@ def evaluate_retrieval(encoder: Encoder, items: Sequence[RetrievalItem], *, task
     pool and video, for paired comparisons of two runs.
     """
     model = encoder.model
-    engine_capability(model, "retrieval", task)
+    capability = engine_capability(model, "retrieval", task)
     spec = task_frame_spec(model.frame_spec(), protocol, task)
-    videos = encoder.videos([item.video for item in items], spec)
-    texts = encoder.texts([item.text for item in items])
-    kept = [item for item in items if item.video.key() in videos.embeddings]
+    scorer = (_PairScores if capability == PAIR_SCORER else _EmbeddingScores)(encoder, items, spec)
+    kept = [item for item in items if scorer.has(item)]
     if not kept:
         raise ValueError(f"task {task}: no item could be evaluated (all videos failed to decode)")
     coverage = {"evaluated": len(kept), "total": len(items), "fraction": len(kept) / len(items),
-                "failed_videos": videos.failed}
-    raw_texts = np.stack([texts[item.text] for item in kept])
-    text_matrix = _unit(raw_texts)
+                "failed_videos": scorer.failed}
     pools: dict[str, list[int]] = {}
     for index, item in enumerate(kept):
         pools.setdefault(item.pool, []).append(index)
     keys = [item.video.key() for item in kept]
     if any(len({keys[i] for i in members}) < len(members) for members in pools.values()):
-        return {**_gallery_with_shared_videos(kept, raw_texts, videos.embeddings, pools, task, protocol, ties,
-                                              encoder), "coverage": coverage}
-    raw_videos = np.stack([videos.embeddings[key] for key in keys])
-    video_matrix = _unit(raw_videos)
+        return {**_gallery_with_shared_videos(kept, scorer, pools, task, protocol, ties), "coverage": coverage,
+                "scoring": scorer.describe()}
     similarity = np.full((len(kept), len(kept)), np.nan)
-    for members in pools.values():
-        block = np.ix_(members, members)
-        if encoder.own_similarity:  # the model's own score, on the raw embeddings
-            similarity[block] = encoder.similarity(raw_videos[members], raw_texts[members]).T
-        else:
-            similarity[block] = text_matrix[members] @ video_matrix[members].T
+    for pool, members in pools.items():
+        chosen = [kept[i] for i in members]
+        similarity[np.ix_(members, members)] = scorer.block(pool, [item.text for item in chosen],
+                                                            [item.video for item in chosen])
     pooled = pooled_retrieval_metrics(similarity, pools, ties=ties)
     return {
         "metrics": pooled["weighted"],
@@ -85,6 +82,7 @@ def evaluate_retrieval(encoder: Encoder, items: Sequence[RetrievalItem], *, task
         "per_category": _per_category(kept, similarity, pools, ties),
         "by_pool_size": recall_by_pool_size(similarity, pools, ties=ties),
         "coverage": coverage,
+        "scoring": scorer.describe(),
         "samples": _pooled_samples(kept, similarity, pools, ties),
     }
 
@@ -126,20 +124,16 @@ def _per_category(items: Sequence[RetrievalItem], similarity: np.ndarray, pools:
             for category, chosen in sorted(categories.items())}
 
 
-def _gallery_with_shared_videos(items: Sequence[RetrievalItem], raw_texts: np.ndarray,
-                                embeddings: Mapping[str, np.ndarray], pools: Mapping[str, list[int]],
-                                task: str, protocol: Mapping[str, Any], ties: str, encoder: Encoder) -> dict:
+def _gallery_with_shared_videos(items: Sequence[RetrievalItem], scorer: _EmbeddingScores | _PairScores,
+                                pools: Mapping[str, list[int]], task: str, protocol: Mapping[str, Any],
+                                ties: str) -> dict:
     """One gallery where several captions describe one video: texts against the unique videos."""
     if len(pools) > 1:
         raise ValueError(f"task {task}: a video is described by several captions, which is only "
                          "supported in a single-pool (global) retrieval task")
-    unique = list(dict.fromkeys(item.video.key() for item in items))
-    column = {key: index for index, key in enumerate(unique)}
-    raw_videos = np.stack([embeddings[key] for key in unique])
-    if encoder.own_similarity:
-        scores = encoder.similarity(raw_videos, raw_texts).T
-    else:
-        scores = _unit(raw_texts) @ _unit(raw_videos).T
+    unique = list({item.video.key(): item.video for item in items}.values())
+    column = {request.key(): index for index, request in enumerate(unique)}
+    scores = scorer.block(next(iter(pools)), [item.text for item in items], unique)
     owner = np.array([column[item.video.key()] for item in items])
     v2t = str(protocol.get("v2t", "max_caption"))
     metrics = retrieval_metrics(scores, text_to_video=owner, ties=ties, v2t=v2t)
@@ -150,6 +144,57 @@ def _gallery_with_shared_videos(items: Sequence[RetrievalItem], raw_texts: np.nd
                for item, rank in zip(items, t2v_ranks)]
     return {"metrics": metrics, "v2t_definition": v2t, "num_videos": len(unique), "num_texts": len(items),
             "samples": samples}
+
+
+class _EmbeddingScores:
+    """A dual encoder's scores: cosine of the embeddings, or the model's own similarity on them."""
+
+    def __init__(self, encoder: Encoder, items: Sequence[RetrievalItem], spec: Any):
+        self.encoder = encoder
+        encoded = encoder.videos([item.video for item in items], spec)
+        self.videos, self.failed = encoded.embeddings, encoded.failed
+        self.texts = encoder.texts([item.text for item in items])
+
+    def has(self, item: RetrievalItem) -> bool:
+        return item.video.key() in self.videos
+
+    def block(self, pool: str, texts: Sequence[str], videos: Sequence[ClipRequest]) -> np.ndarray:
+        """``[texts, videos]`` scores (the pool does not matter to embeddings)."""
+        raw_texts = np.stack([self.texts[text] for text in texts])
+        raw_videos = np.stack([self.videos[video.key()] for video in videos])
+        if self.encoder.own_similarity:  # the model's own score, on the raw embeddings
+            return self.encoder.similarity(raw_videos, raw_texts).T
+        return _unit(raw_texts) @ _unit(raw_videos).T
+
+    def describe(self) -> dict:
+        return {"method": "model similarity" if self.encoder.own_similarity else "cosine"}
+
+
+class _PairScores:
+    """A pair scorer's scores: each video against every caption of its pool, in one call per video."""
+
+    def __init__(self, encoder: Encoder, items: Sequence[RetrievalItem], spec: Any):
+        self.captions: dict[str, tuple[str, ...]] = {}
+        for item in items:
+            self.captions.setdefault(item.pool, ())
+        for pool in self.captions:
+            self.captions[pool] = tuple(dict.fromkeys(item.text for item in items if item.pool == pool))
+        scored = encoder.pair_scores([(item.video, self.captions[item.pool]) for item in items], spec)
+        self.scores, self.failed = scored.scores, scored.failed
+        self.pairs = sum(len(captions) for _, captions in self.scores)
+
+    def has(self, item: RetrievalItem) -> bool:
+        return (item.video.key(), self.captions[item.pool]) in self.scores
+
+    def block(self, pool: str, texts: Sequence[str], videos: Sequence[ClipRequest]) -> np.ndarray:
+        """``[texts, videos]`` scores, read from each video's row over the pool's captions."""
+        captions = self.captions[pool]
+        index = {caption: i for i, caption in enumerate(captions)}
+        columns = [index[text] for text in texts]
+        return np.stack([self.scores[(video.key(), captions)][columns] for video in videos], axis=1)
+
+    def describe(self) -> dict:
+        return {"method": "pair scorer", "pairs": self.pairs}
 
 
 def _unit(matrix: np.ndarray) -> np.ndarray:

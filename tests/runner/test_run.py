@@ -248,19 +248,22 @@ def test_the_python_api_runs_like_the_command_line(world, tmp_path, monkeypatch)
     assert report.written == [] and not list(tmp_path.iterdir())
 
 
-MCQ_TASKS = ["synth-semantic", "synth-logic", "synth-aa", "synth-vr", "synth-or"]
+PAIR_TASKS = ["synth-semantic", "synth-logic", "synth-dynamics", "synth-aa", "synth-vr", "synth-or", "synth-srt"]
 
 
-def test_a_pair_scorer_answers_multiple_choice_with_the_dual_encoders_numbers(world, tmp_path):
-    """It scores (clip, captions) itself; wrapping the random model's cosine, the metrics must match."""
+def test_a_pair_scorer_answers_mcq_retrieval_and_classification_with_the_dual_encoders_numbers(world, tmp_path):
+    """It scores (clip, captions) itself; wrapping the random model's cosine, the metrics must match,
+    in every engine that takes a pair scorer (retrieval within each pool, classification per group)."""
     scorer = ModelRequest("tests.runner.adapters:random_pair_scorer", {"seed": 3})
     report = run(world, tmp_path / "a", models=[scorer], tasks=["synth"], cache_dir=tmp_path / "cache")
-    assert [record["task"]["name"] for record in report.records] == MCQ_TASKS
-    assert {task for _, task, _ in report.skipped} == {"synth-dynamics", "synth-srt", "synth-tal", "synth-lap"}
-    dual = metrics_of(run(world, tmp_path / "b", tasks=MCQ_TASKS))
+    assert [record["task"]["name"] for record in report.records] == PAIR_TASKS
+    assert {task for _, task, _ in report.skipped} == {"synth-tal", "synth-lap"}
+    dual = metrics_of(run(world, tmp_path / "b", tasks=PAIR_TASKS))
     for task, values in metrics_of(report).items():
         assert values == pytest.approx(dual[task], abs=1e-9), task
-    again = run(world, tmp_path / "c", models=[scorer], tasks=MCQ_TASKS, cache_dir=tmp_path / "cache")
+    dynamics = next(record for record in report.records if record["task"]["name"] == "synth-dynamics")
+    assert dynamics["details"]["scoring"]["method"] == "pair scorer" and dynamics["details"]["scoring"]["pairs"] > 0
+    again = run(world, tmp_path / "c", models=[scorer], tasks=PAIR_TASKS, cache_dir=tmp_path / "cache")
     assert all(record["run"]["work"].get("videos_encoded", 0) == 0 for record in again.records)
 
 

@@ -74,3 +74,47 @@ def test_retrieval_uses_the_model_score(clips, model, v2t):
     items = [RetrievalItem("big", clips[0], pool="p"), RetrievalItem("exact", clips[1], pool="p")]
     result = evaluate_retrieval(Encoder(model), items, task="toy", protocol=PROTOCOL)
     assert result["per_pool"]["p"]["v2t"]["R@1"] == pytest.approx(v2t)
+
+
+class PairDot(DotProduct):
+    """The same score as `DotProduct`, but as a pair scorer: ``score(clips, caption lists)``."""
+
+    encode_video_as_dual = DotProduct.encode_video
+
+    def score(self, clips, texts):
+        videos = self.encode_video_as_dual(clips)
+        return torch.stack([videos[i] @ self.encode_text(captions).T for i, captions in enumerate(texts)])
+
+
+def pair_only(model):
+    """``model`` seen through its pair-scorer capability alone (no encode_video / encode_text)."""
+    class PairOnly:
+        name = "pair-only"
+        frame_spec = model.frame_spec
+
+        def score(self, clips, texts):
+            return model.score(clips, texts)
+
+    return PairOnly()
+
+
+def test_a_pair_scorer_classifies_as_the_equivalent_dual_encoder(clips):
+    items = (ClassificationItem(clips[0], "big", sample_id="up"), ClassificationItem(clips[1], "exact", sample_id="dn"))
+    labels = LabelSet("default", {"all": ("big", "exact")}, {"big": ("big", "exact"), "exact": ("exact",)})
+    task = ClassificationTask(items, labels)
+    dual = evaluate_classification(Encoder(DotProduct()), task, name="toy", protocol={**PROTOCOL, "tau": 0.5})
+    pair = evaluate_classification(Encoder(pair_only(PairDot())), task, name="toy", protocol={**PROTOCOL, "tau": 0.5})
+    assert pair["metrics"] == dual["metrics"]
+    for a, b in zip(pair["samples"], dual["samples"]):
+        assert a["scores"] == pytest.approx(b["scores"], rel=1e-6)
+    assert pair["scoring"] == {"method": "pair scorer", "pairs": 4} and dual["scoring"] == {"method": "model similarity"}
+
+
+def test_a_pair_scorer_retrieves_as_the_equivalent_dual_encoder(clips, tmp_path):
+    other = ClipRequest(clips[0].path, 0.0, 1.5, video_id="up-short")
+    items = [RetrievalItem("big", clips[0], pool="p"), RetrievalItem("exact", clips[1], pool="p"),
+             RetrievalItem("exact", other, pool="q"), RetrievalItem("big", clips[1], pool="q")]
+    dual = evaluate_retrieval(Encoder(DotProduct()), items, task="toy", protocol=PROTOCOL)
+    pair = evaluate_retrieval(Encoder(pair_only(PairDot())), items, task="toy", protocol=PROTOCOL)
+    assert pair["per_pool"] == dual["per_pool"] and pair["metrics"] == dual["metrics"]
+    assert pair["scoring"] == {"method": "pair scorer", "pairs": 8}
