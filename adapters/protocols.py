@@ -23,6 +23,14 @@ Flags an adapter may set as class attributes (read through the functions below, 
 ``answers_in_text``
     A localizer that answers in text (a QA-style VLM): the localization engine also reports
     ActionVLM's hallucination rates for it.
+``localizer_inputs``
+    What a localizer reads: ``("features",)`` for a feature-based head (ActionFormer on
+    precomputed feature files), ``("video",)`` for a frame-based one (a VLM, an end-to-end
+    detector); both when unset. A task that gives the other kind is refused before localizing.
+``sliding_window``
+    For a dual encoder, the settings of the engine's zero-shot sliding-window localization
+    (``window_s``, ``stride_s``, ``tau``, ``text``): a dual encoder localizes through the run's
+    encoder, so its windows are batched, cached and sharded like every clip.
 """
 
 from __future__ import annotations
@@ -56,13 +64,18 @@ __all__ = [
     "wants_leaf_augmentation",
     "answers_in_text",
     "has_own_similarity",
+    "localizer_inputs",
+    "LOCALIZER_INPUTS",
 ]
 
 # The class attributes an adapter may set to change how engines treat it (see the module docstring).
 FLAGS: Mapping[str, str] = {
     "leaf_augmentation": "classification scores a class by the mean over its synonym children",
     "answers_in_text": "a localizer answering in text: hallucination rates are reported",
+    "localizer_inputs": "what a localizer reads: features, video, or both",
+    "sliding_window": "a dual encoder's sliding-window localization settings",
 }
+LOCALIZER_INPUTS = ("features", "video")
 
 
 @runtime_checkable
@@ -150,6 +163,16 @@ def wants_leaf_augmentation(model: Any) -> bool:
 def answers_in_text(model: Any) -> bool:
     """Whether the localizer answers in text, so its hallucination rates are reported."""
     return bool(getattr(model, "answers_in_text", False))
+
+
+def localizer_inputs(model: Any) -> tuple[str, ...]:
+    """What the localizer reads (``features``, ``video``); both when it does not say."""
+    declared = getattr(model, "localizer_inputs", LOCALIZER_INPUTS)
+    inputs = (declared,) if isinstance(declared, str) else tuple(declared)
+    unknown = [value for value in inputs if value not in LOCALIZER_INPUTS]
+    if unknown or not inputs:
+        raise ValueError(f"localizer_inputs must be some of {LOCALIZER_INPUTS}, got {declared!r}")
+    return inputs
 
 
 def has_own_similarity(model: Any) -> bool:

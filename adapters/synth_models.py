@@ -34,7 +34,7 @@ import math
 import os
 import re
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -50,9 +50,8 @@ from instract_eval.files import write_atomic
 from instract_eval.media import FrameSpec
 
 from .cards import ModelCard
-from .protocols import DUAL_ENCODER, LOCALIZER, Segment
+from .protocols import DUAL_ENCODER
 from .registry import register_model
-from .sliding_window import sliding_window_localize
 
 __all__ = [
     "BAG_OF_FRAMES",
@@ -352,16 +351,22 @@ def build_net(config: ArchitectureConfig) -> SynthNet:
 # The adapter
 
 
-# Sliding windows for `SynthDualEncoder.localize`: the world's actions last 1.5-2.5 s.
-LOCALIZE_SETTINGS = {"window_s": 1.0, "stride_s": 0.25, "tau": 0.05}
+# The localization engine's sliding windows for these models: the world's actions last 1.5-2.5 s.
+# Scored against the class names, not the descriptions: the models' vocabulary is that of the
+# world's captions and a description's prose is mostly out of it, so the answer is the same whatever
+# descriptions are given and LAP is 0 by construction (a vision-and-name localizer).
+LOCALIZE_SETTINGS = {"window_s": 1.0, "stride_s": 0.25, "tau": 0.05, "text": "name"}
 
 
 class SynthDualEncoder(nn.Module):
     """The evaluation-time adapter (a `VideoTextModel`): frame spec, L2-normalised embeddings.
 
     The runner moves it with ``.to(device)`` and calls ``.eval()``; clips arrive on that device and
-    texts are tokenised here and moved to it.
+    texts are tokenised here and moved to it. It localizes through the engine's sliding windows
+    (``sliding_window``).
     """
+
+    sliding_window = LOCALIZE_SETTINGS
 
     def __init__(self, name: str, net: SynthNet, tokenizer: Tokenizer, spec: FrameSpec, *,
                  fingerprint: str, metadata: dict[str, Any] | None = None, source: str = ""):
@@ -409,15 +414,6 @@ class SynthDualEncoder(nn.Module):
         else:
             encoded = self.net.encode_text(self.tokenizer, texts)
         return F.normalize(encoded.float(), dim=-1)
-
-    def localize(self, video: str, classes: Sequence[str], descriptions: Mapping[str, str] | None) -> list[Segment]:
-        """Zero-shot localization by sliding windows scored against the class names.
-
-        The names, not the descriptions: the models' vocabulary is that of the world's captions,
-        and a description's prose is mostly out of it. The answer is therefore the same whatever
-        descriptions are given, and LAP is 0 by construction: a vision-and-name localizer.
-        """
-        return sliding_window_localize(self, video, {name: name for name in classes}, **LOCALIZE_SETTINGS)
 
     def _device(self) -> torch.device:
         return next(self.parameters()).device
@@ -591,7 +587,7 @@ def parameter_count(net: nn.Module) -> int:
 
 
 def _synth_card(description: str) -> ModelCard:
-    return ModelCard(family="synth", capabilities=(DUAL_ENCODER, LOCALIZER), description=description,
+    return ModelCard(family="synth", capabilities=(DUAL_ENCODER,), description=description,
                      tokenizer="the world's word vocabulary (stored in the weights file)",
                      code_licence="MIT (this project)", weights_licence="MIT (shipped in the package)",
                      checkpoint_formats=(WEIGHTS_FORMAT,))

@@ -30,14 +30,14 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
-from instract_eval.adapters.protocols import Segment, answers_in_text
+from instract_eval.adapters.protocols import LOCALIZER, Segment, answers_in_text, localizer_inputs
 from instract_eval.data.activitynet import LocalizationGroundTruth, read_ground_truth
 from instract_eval.data.jsonfile import read_yaml, require_list, require_mapping, require_string
 from instract_eval.errors import InputError
@@ -52,6 +52,7 @@ from instract_eval.metrics.localization_diagnostics import hallucination_rates, 
 from instract_eval.encoding import Encoder
 
 from .encoding import engine_capability
+from .sliding_window import sliding_window_segments, window_settings
 from .registry import DataLocation, TaskSpec
 
 __all__ = [
@@ -80,6 +81,7 @@ class LocalizationTask:
     the classes with ground truth in the subset). ``descriptions`` and ``conflicting`` map every
     class of ``class_names`` to a text, or are None. ``durations`` holds the subset videos whose
     ground-truth entry has a numeric ``duration`` (needed for the hallucination rates only).
+    ``sliding_window`` holds the protocol's window settings for dual encoders (empty: defaults).
     """
 
     name: str
@@ -92,6 +94,7 @@ class LocalizationTask:
     video_dir: Path
     seed: int
     durations: Mapping[str, float]
+    sliding_window: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -139,6 +142,7 @@ def localization_task(spec: TaskSpec, location: DataLocation) -> LocalizationTas
         conflicting=_frozen(conflicting),
         ambiguity_groups=MappingProxyType(groups),
         video_dir=video_dir,
+        sliding_window=MappingProxyType(dict(spec.protocol.get("sliding_window") or {})),
         seed=spec.seed,
         durations=MappingProxyType(dict(ground_truth.durations)),
     )
@@ -333,11 +337,33 @@ def _resolve_videos(task: LocalizationTask, allow_missing: bool) -> tuple[list[t
 
 def _run(encoder: Encoder, task: LocalizationTask, present: list[tuple[int, str, Path]],
          descriptions: Mapping[str, str] | None) -> list[list[Segment]]:
-    """One `localize` answer per video (through the encoder: cached, sharded), each answer checked."""
+    """One answer per video (through the encoder: cached, sharded), each answer checked.
+
+    A localizer is asked itself; a dual encoder localizes by sliding windows whose clips the
+    encoder encodes like any other (`instract_eval.tasks.sliding_window`).
+    """
     classes = set(task.class_names)
-    answers = encoder.localize([(video, path) for _, video, path in present], list(task.class_names), descriptions)
+    videos = [(video, path) for _, video, path in present]
+    if engine_capability(encoder.model, "localization", task.name) == LOCALIZER:
+        _check_inputs(encoder.model, task, videos)
+        answers = encoder.localize(videos, list(task.class_names), descriptions)
+    else:
+        answers = sliding_window_segments(encoder, videos, task.class_names, descriptions,
+                                          window_settings(encoder.model, task.sliding_window))
     return [_check_segments(answer, video, path, classes, encoder.model)
             for (_, video, path), answer in zip(present, answers)]
+
+
+def _check_inputs(model: Any, task: LocalizationTask, videos: Sequence[tuple[str, Path]]) -> None:
+    """A feature-based localizer reads feature files and a frame-based one videos: refuse a task
+    that gives the other kind, before anything is localized."""
+    accepted = localizer_inputs(model)
+    for video, path in videos:
+        kind = "features" if path.suffix.lower() in FEATURE_SUFFIXES else "video"
+        if kind not in accepted:
+            name = getattr(model, "name", type(model).__name__)
+            raise InputError(f"task {task.name}: {name} localizes from {' or '.join(accepted)}, but video '{video}' "
+                             f"is a {'feature file' if kind == 'features' else 'video file'}", path=path)
 
 
 def _check_segments(answer: Any, video: str, path: Path, classes: set[str], model: Any) -> list[Segment]:

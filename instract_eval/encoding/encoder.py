@@ -235,7 +235,8 @@ class Encoder:
 
     def localize(self, videos: Sequence[tuple[str, str | os.PathLike]], classes: Sequence[str],
                  descriptions: Mapping[str, str] | None) -> list[Any]:
-        """``model.localize`` of each ``(name, file)``, in order; answers are returned unchecked.
+        """``model.localize`` of each ``(name, file)``, in order, under inference mode and the run's
+        autocast like every other model call; answers are returned unchecked.
 
         The namespace includes the class list and the descriptions, so an aligned and a
         conflicting LAP run are cached apart. Only well-formed answers (lists of `Segment`) are
@@ -252,7 +253,8 @@ class Encoder:
             outputs: dict[str, Any] = {}
             for name in self._progress(share, f"{self.label} localizing"):
                 given = None if descriptions is None else copy.deepcopy(dict(descriptions))
-                answer = self.model.localize(str(paths[name]), list(classes), given)
+                with torch.inference_mode(), self._autocast():
+                    answer = self.model.localize(str(paths[name]), list(classes), given)
                 self.counts["forward_passes"] += 1
                 outputs[identity[name]] = answer
                 if _is_segment_list(answer):

@@ -433,7 +433,7 @@ class EncoderOnly:
 
 def test_a_model_without_localize_fails_before_any_file_is_read(tmp_path):
     localization = dataclasses.replace(small_task(tmp_path), video_dir=tmp_path / "does-not-exist")
-    with pytest.raises(InputError, match="needs a localizer model; encoder-only provides") as error:
+    with pytest.raises(InputError, match="needs a localizer or dual encoder model; encoder-only provides") as error:
         evaluate_localization(Encoder(EncoderOnly()), localization)
     assert error.value.field == "--model"
 
