@@ -163,12 +163,15 @@ def _require_directory(directory: Path | None, flag: str) -> None:
 
 def _runnable(request: ModelRequest, model: Any, specs: Sequence[TaskSpec], named: set[str],
               skipped: list[tuple[str, str, str]]) -> list[TaskSpec]:
-    """The tasks ``model`` can serve (the engines' own capability check); a task named on its own
-    that it cannot serve is an error, one that came in through a group is skipped with the reason."""
+    """The tasks ``model`` can serve (the engines' own capability check, and a fixed frame count
+    that the task's protocol must match); a task named on its own that it cannot serve is an error,
+    one that came in through a group is skipped with the reason."""
     runnable = []
     for spec in specs:
         try:
             engine_capability(model, spec.kind, spec.name)
+            if spec.kind != "localization" and callable(getattr(model, "frame_spec", None)):
+                task_frame_spec(model.frame_spec(), spec.protocol, spec.name)
         except InputError as error:
             if spec.name in named:
                 raise
