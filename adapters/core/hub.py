@@ -20,6 +20,7 @@ takes the file instead. Every network call has a timeout, so nothing ever hangs.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.error
@@ -46,8 +47,8 @@ def is_offline(environ: Mapping[str, str] = os.environ) -> bool:
 
 def weights_cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
     """``$INSTRACT_EVAL_CACHE/weights``, else ``~/.cache/instract-eval/weights``."""
-    root = environ.get("INSTRACT_EVAL_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "instract-eval")
-    return Path(root) / "weights"
+    root = environ.get("INSTRACT_EVAL_CACHE") or os.path.join("~", ".cache", "instract-eval")
+    return Path(os.path.expanduser(root)) / "weights"
 
 
 def pretrained_arguments(name: str, card: ModelCard | None, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -99,7 +100,7 @@ def _fetch_hub(name: str, tag: WeightTag, environ: Mapping[str, str]) -> Path:
             path = huggingface_hub.snapshot_download(tag.hub_id, revision=tag.revision, local_files_only=offline,
                                                      etag_timeout=_TIMEOUT_S)
     except Exception as error:  # offline misses, network errors, gated repositories: all one line
-        reason = "offline and not in the cache" if offline else f"{type(error).__name__}: {str(error).splitlines()[0]}"
+        reason = "offline and not in the cache" if offline else _describe(error)
         raise InputError(f"model {name} tag {tag.name}: cannot fetch {what} ({reason}); download it "
                          "(huggingface-cli download ...) and pass checkpoint=PATH", field=_FIELD) from None
     return Path(path)
@@ -107,7 +108,9 @@ def _fetch_hub(name: str, tag: WeightTag, environ: Mapping[str, str]) -> Path:
 
 def _fetch_url(name: str, tag: WeightTag, environ: Mapping[str, str]) -> Path:
     assert tag.url is not None
-    file_name = Path(urllib.request.urlparse(tag.url).path).name or "weights"
+    file_name = Path(urllib.request.urlparse(tag.url).path).name
+    if file_name in ("", ".", ".."):
+        file_name = "weights"
     folder = tag.sha256 or hashlib.sha256(tag.url.encode()).hexdigest()
     target = weights_cache_dir(environ) / folder / file_name
     if target.is_file():
@@ -115,9 +118,11 @@ def _fetch_url(name: str, tag: WeightTag, environ: Mapping[str, str]) -> Path:
     if is_offline(environ):
         raise InputError(f"model {name} tag {tag.name}: offline and {file_name} is not in the cache; download "
                          f"{tag.url} and pass checkpoint=PATH", field=_FIELD)
+    created = [folder for folder in (target.parent, target.parent.parent) if not folder.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{file_name}.")
+    kept = False
     try:
         with os.fdopen(handle, "wb") as out, urllib.request.urlopen(tag.url, timeout=_TIMEOUT_S) as response:
             while chunk := response.read(1 << 20):
@@ -127,10 +132,23 @@ def _fetch_url(name: str, tag: WeightTag, environ: Mapping[str, str]) -> Path:
             raise InputError(f"model {name} tag {tag.name}: {tag.url} has sha256 {digest.hexdigest()}, expected "
                              f"{tag.sha256}; the file was not kept", field=_FIELD)
         os.replace(temporary, target)
-    except (OSError, urllib.error.URLError) as error:
-        raise InputError(f"model {name} tag {tag.name}: cannot download {tag.url} ({error}); download it and pass "
-                         "checkpoint=PATH", field=_FIELD) from None
+        kept = True
+    except (OSError, urllib.error.URLError, http.client.HTTPException, ValueError) as error:
+        reason = _describe(error)
+        raise InputError(f"model {name} tag {tag.name}: cannot download {tag.url} ({reason}); download it and "
+                         "pass checkpoint=PATH", field=_FIELD) from None
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+        for folder in created if not kept else ():  # nothing of a failed download stays in the cache
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
     return target
+
+
+def _describe(error: BaseException) -> str:
+    """``Type: first line`` of an exception, for one error line (some carry no message at all)."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__

@@ -58,7 +58,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from instract_eval.errors import InputError
 from instract_eval.media import CLIP_MEAN, CLIP_STD, FrameSpec
@@ -66,7 +65,8 @@ from instract_eval.media import CLIP_MEAN, CLIP_STD, FrameSpec
 from ..cards import ModelCard, WeightTag
 from ..core.base import TorchAdapter, positive_int, require_checkpoint
 from ..core.checkpoints import load_strict, read_checkpoint, strip_prefix
-from ..core.clip_net import ClipNet, Transformer
+from ..core.clip_net import ClipNet, FrameTransformer
+from ..core.shapes import count_blocks, openai_heads
 from ..core.tokenizers import ClipBPE, clip_bpe, openai_tokenize
 from ..protocols import PAIR_SCORER
 from ..registry import register_model
@@ -80,7 +80,6 @@ _ONEDRIVE = ("https://unisyd-my.sharepoint.com/:f:/g/personal/wenhao_wu_sydney_e
              "EieZBg9a40VAhSIVl6ovAIIBaCuzYamkfE1dMn6MxjjwGg?e=JcqYk4")
 _TEMPERATURE = 0.01  # video concept spotting: softmax over frames at this temperature
 _INTERACTIONS = ("VCS", "DP")
-_LAYER_NORM_EPS = 1e-12  # the head's TF-style LayerNorm
 _BYTE_SYMBOLS_AND_SPECIALS = 2 * 256 + 2
 
 
@@ -131,27 +130,22 @@ CARD = ModelCard(
 )
 
 
-class BikeHead(nn.Module):
-    """The temporal head (``video_header`` with ``sim_header: Transf``): frames + positions -> blocks, + residual."""
+class BikeHead(FrameTransformer):
+    """The temporal head (``video_header`` with ``sim_header: Transf``): frames + positions -> blocks, + residual.
 
-    def __init__(self, width: int, positions: int, layers: int, heads: int):
-        super().__init__()
-        self.frame_position_embeddings = nn.Embedding(positions, width)
-        self.transformer = Transformer(width, layers, heads, eps=_LAYER_NORM_EPS)
+    ``[B, T, D]`` frame features to ``[B, T, D]`` (not normalised): the shared `FrameTransformer`,
+    whose default LayerNorm is this head's TF-style one (eps 1e-12).
+    """
 
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        """``[B, T, D]`` frame features to ``[B, T, D]`` (not normalised)."""
-        steps = frames.shape[1]
-        positions = self.frame_position_embeddings.weight[:steps].to(frames.dtype)
-        mixed = self.transformer((frames + positions).transpose(0, 1)).transpose(0, 1)
-        return mixed.to(frames.dtype) + frames
+
+def _units(*features: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Each feature tensor in float32, L2-normalised over its last axis."""
+    return tuple(F.normalize(feature.float(), dim=-1) for feature in features)
 
 
 def vcs_logits(video: torch.Tensor, cls: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """Video concept spotting for every pair: ``[B, T, D]`` videos, ``[N, D]`` + ``[N, L, D]`` texts -> ``[B, N]``."""
-    video = F.normalize(video.float(), dim=-1)
-    cls = F.normalize(cls.float(), dim=-1)
-    tokens = F.normalize(tokens.float(), dim=-1)
+    video, cls, tokens = _units(video, cls, tokens)
     weights = torch.softmax(torch.einsum("nld,btd->nblt", tokens, video) / _TEMPERATURE, dim=-1).mean(dim=2)
     spotted = torch.einsum("nbt,btd->nbd", weights, video)
     return torch.einsum("nbd,nd->nb", spotted, cls).T
@@ -159,9 +153,7 @@ def vcs_logits(video: torch.Tensor, cls: torch.Tensor, tokens: torch.Tensor) -> 
 
 def vcs_pair_scores(video: torch.Tensor, cls: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """The same score for each video's own texts: ``[B, T, D]``, ``[B, C, D]``, ``[B, C, L, D]`` -> ``[B, C]``."""
-    video = F.normalize(video.float(), dim=-1)
-    cls = F.normalize(cls.float(), dim=-1)
-    tokens = F.normalize(tokens.float(), dim=-1)
+    video, cls, tokens = _units(video, cls, tokens)
     weights = torch.softmax(torch.einsum("bcld,btd->bclt", tokens, video) / _TEMPERATURE, dim=-1).mean(dim=2)
     spotted = torch.einsum("bct,btd->bcd", weights, video)
     return (spotted * cls).sum(dim=-1)
@@ -169,7 +161,7 @@ def vcs_pair_scores(video: torch.Tensor, cls: torch.Tensor, tokens: torch.Tensor
 
 def _dp_units(video: torch.Tensor, cls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``DP`` interaction's unit vectors: the frame-mean ``[B, D]`` and the end-token features."""
-    return F.normalize(video.float().mean(dim=1), dim=-1), F.normalize(cls.float(), dim=-1)
+    return _units(video.float().mean(dim=1), cls)
 
 
 class BikeAdapter(TorchAdapter):
@@ -282,9 +274,8 @@ def _build_head(state: Mapping[str, torch.Tensor], text_width: int, path: Path, 
         raise InputError(f"the temporal head lacks frame_position_embeddings.weight (it has {shown} ...)", path=path,
                          field=_FIELD)
     rows, width = positions.shape
-    prefix = "transformer.resblocks."
-    layers = len({key[len(prefix):].split(".")[0] for key in state if key.startswith(prefix)})
-    heads = heads or max(1, text_width // 64)
+    layers = count_blocks(state, "transformer.resblocks.")
+    heads = heads or openai_heads(text_width)
     if width % heads:
         raise InputError(f"the temporal head's width {width} does not split into {heads} heads (text width "
                          f"{text_width} // 64); pass head_heads=", path=path, field=_FIELD)

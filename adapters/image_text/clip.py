@@ -11,7 +11,9 @@ Two on-disk formats load through ``checkpoint=PATH``:
   with OpenAI's key names (also inside ``state_dict``/``model`` wrappers, ``module.`` prefixes),
   built into our port (`instract_eval.adapters.core.clip_net`) with every size read from the shapes;
 - Hugging Face ``CLIPModel`` directories (``save_pretrained``: ``config.json`` + weights), through
-  transformers, read offline.
+  transformers, read offline in float32 with every weight accounted for
+  (`instract_eval.adapters.core.hf`): a missing, unexpected or mis-shaped weight is refused in one
+  line instead of re-initialised.
 
 Frames follow OpenAI's preprocessing: shorter side to the input resolution with bicubic
 antialiasing, centre crop, CLIP mean/std; 8 frames spread uniformly over the clip by default
@@ -20,26 +22,25 @@ antialiasing, centre crop, CLIP mean/std; 8 frames spread uniformly over the cli
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from instract_eval.errors import InputError
 from instract_eval.media import CLIP_MEAN, CLIP_STD, FrameSpec
 
 from ..cards import ModelCard, WeightTag
 from ..core.base import TorchAdapter, positive_int, require_checkpoint
 from ..core.checkpoints import read_checkpoint, unwrap_state_dict
-from ..core.clip_net import ClipNet, cosine_logits
+from ..core.clip_net import ClipNet, cosine_logits, mean_of_normalised_frames, per_frame
+from ..core.hf import (hf_model_directory, load_hf_pretrained, pooled_features, read_hf_config, through_end_token,
+                       transformers_class)
 from ..core.tokenizers import openai_tokenize
 from ..protocols import DUAL_ENCODER
 from ..registry import register_model
 
-__all__ = ["ClipAdapter", "clip", "clip_frame_spec", "mean_of_normalised_frames"]
+__all__ = ["ClipAdapter", "clip", "clip_frame_spec", "load_hf_clip"]
 
 _OPENAI = "https://openaipublic.azureedge.net/clip/models"
 
@@ -87,11 +88,6 @@ CARD = ModelCard(
 )
 
 
-def mean_of_normalised_frames(frame_embeddings: torch.Tensor) -> torch.Tensor:
-    """``[B, T, D]`` to ``[B, D]``: each frame normalised, averaged, normalised again."""
-    return F.normalize(F.normalize(frame_embeddings, dim=-1).mean(dim=1), dim=-1)
-
-
 class ClipAdapter(TorchAdapter):
     """A CLIP network (our port or transformers' ``CLIPModel``) as a video-text dual encoder."""
 
@@ -105,14 +101,12 @@ class ClipAdapter(TorchAdapter):
 
     def _images(self, images: torch.Tensor) -> torch.Tensor:
         if self.hf:
-            return self.net.get_image_features(pixel_values=images)
+            return pooled_features(self.net.get_image_features(pixel_values=images))
         return self.net.encode_image(images)
 
     def encode_video(self, clips: torch.Tensor) -> torch.Tensor:
         """``[B, T, 3, H, W]`` to ``[B, D]`` unit vectors."""
-        batch, frames = clips.shape[:2]
-        features = self._images(clips.flatten(0, 1).to(self.device))
-        return mean_of_normalised_frames(_as_tensor(features).float().view(batch, frames, -1))
+        return mean_of_normalised_frames(per_frame(self._images, clips.to(self.device)))
 
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """``N`` strings to ``[N, D]`` (not normalised; `similarity` normalises)."""
@@ -121,56 +115,19 @@ class ClipAdapter(TorchAdapter):
             features = self.net.get_text_features(input_ids=ids, attention_mask=through_end_token(ids))
         else:
             features = self.net.encode_text(ids)
-        return _as_tensor(features).float()
+        return pooled_features(features).float()
 
     def similarity(self, videos: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
         """CLIP's score, ``exp(logit_scale) * cosine``."""
         return cosine_logits(videos, texts, self.net.logit_scale.detach().float().cpu())
 
 
-def through_end_token(ids: torch.Tensor) -> torch.Tensor:
-    """The attention mask of the positions up to each row's end token (its highest id).
-
-    Not ``ids != 0``: id 0 is the BPE token "!", a real token inside a caption such as "stop!~".
-    """
-    positions = torch.arange(ids.shape[1], device=ids.device)
-    return (positions[None] <= ids.argmax(dim=-1, keepdim=True)).long()
-
-
-def _as_tensor(features: Any) -> torch.Tensor:
-    """transformers may return a model output instead of a tensor; take its pooled embedding."""
-    if isinstance(features, torch.Tensor):
-        return features
-    for name in ("image_embeds", "text_embeds", "pooler_output"):
-        value = getattr(features, name, None)
-        if isinstance(value, torch.Tensor):
-            return value
-    raise TypeError(f"unexpected transformers output {type(features).__name__}")
-
-
-def load_hf_clip(path: Path) -> tuple[Any, int, int]:
+def load_hf_clip(path: Path, model: str = "clip") -> tuple[Any, int, int]:
     """transformers ``CLIPModel`` from a ``save_pretrained`` directory, offline: (model, size, context)."""
-    config_file = path / "config.json"
-    try:
-        config = json.loads(config_file.read_text())
-    except (OSError, ValueError) as error:
-        raise InputError(f"is not a Hugging Face model directory ({error})", path=config_file,
-                         field="checkpoint") from None
-    if config.get("model_type") != "clip":
-        raise InputError(f"is a {config.get('model_type')!r} model, not a CLIPModel", path=config_file,
-                         field="checkpoint")
-    try:
-        from transformers import CLIPModel
-    except ImportError:
-        raise InputError("reading a Hugging Face CLIP directory needs transformers (pip install transformers)",
-                         path=path, field="checkpoint") from None
-    try:
-        model = CLIPModel.from_pretrained(str(path), local_files_only=True)
-    except (OSError, ValueError) as error:
-        raise InputError(f"cannot load the CLIPModel: {str(error).splitlines()[0]}", path=path,
-                         field="checkpoint") from None
-    return (model.eval(), int(model.config.vision_config.image_size),
-            int(model.config.text_config.max_position_embeddings))
+    directory = hf_model_directory(path, model)
+    read_hf_config(directory, model, ("clip",), reads="a CLIPModel")
+    net = load_hf_pretrained(transformers_class("CLIPModel", model, directory), directory, model)
+    return net, int(net.config.vision_config.image_size), int(net.config.text_config.max_position_embeddings)
 
 
 @register_model("clip", card=CARD)

@@ -44,7 +44,9 @@ random checkpoints, tests/data/official/clip4clip/):
 
 The Hugging Face port is used the way its model card does: CLIPVisionModelWithProjection
 ``image_embeds`` per frame, normalised, averaged, normalised; CLIPTextModelWithProjection
-``text_embeds`` of the directory's own tokenizer (cut at 77 tokens); score = cosine.
+``text_embeds`` of the directory's own tokenizer (cut at 77 tokens); score = cosine. Its directory
+is read as the ``clip`` family reads one (`instract_eval.adapters.core.hf`: offline, float32, a
+missing, unexpected or mis-shaped weight refused in one line).
 """
 
 from __future__ import annotations
@@ -64,11 +66,14 @@ from instract_eval.media import CLIP_MEAN, CLIP_STD, FrameSpec
 from ..cards import SUPPORTED, ModelCard, WeightTag
 from ..core.base import TorchAdapter, positive_int, require_checkpoint
 from ..core.checkpoints import file_sha256, load_strict, read_checkpoint, require_keys, unwrap_state_dict
-from ..core.clip_net import OPENAI_SCALARS, ClipDimensions, ClipNet, LayerNorm32, QuickGELU, Transformer, cosine_logits
+from ..core.clip_net import (OPENAI_SCALARS, ClipDimensions, ClipNet, LayerNorm32, QuickGELU, Transformer,
+                             cosine_logits, mean_of_normalised_frames, per_frame)
+from ..core.hf import pooled_features, through_end_token
+from ..core.shapes import count_blocks, openai_heads
 from ..core.tokenizers import ClipBPE, clip_bpe, openai_tokenize
 from ..protocols import DUAL_ENCODER, PAIR_SCORER
 from ..registry import register_model
-from .clip import load_hf_clip, mean_of_normalised_frames
+from .clip import load_hf_clip
 
 __all__ = ["HEADS", "detect_head", "clip4clip_frame_spec", "Clip4ClipNet", "Clip4Clip",
            "Clip4ClipTight", "Clip4ClipHF", "load_clip4clip"]
@@ -145,17 +150,13 @@ def detect_head(state: Mapping[str, torch.Tensor]) -> str:
     return found[0] if found else "meanP"
 
 
-def _count_blocks(state: Mapping[str, torch.Tensor], prefix: str) -> int:
-    return len({key[len(prefix):].split(".")[0] for key in state if key.startswith(prefix)})
-
-
 def _rows(state: Mapping[str, torch.Tensor], key: str, default: int) -> int:
     value = state.get(key)
     return int(value.shape[0]) if value is not None and value.ndim == 2 else default
 
 
 def _head_heads(given: int | None, width: int) -> int:
-    heads = given or max(1, width // 64)
+    heads = given or openai_heads(width)
     if width % heads:
         raise InputError(f"{FAMILY}: head_heads={heads} does not divide the head width {width}", field="--model-args")
     return heads
@@ -225,8 +226,7 @@ class Clip4ClipNet(nn.Module):
 
     def frame_features(self, clips: torch.Tensor) -> torch.Tensor:
         """``[B, T, 3, H, W]`` to ``[B, T, D]``: CLIP's projected class token per frame."""
-        batch, frames = clips.shape[:2]
-        return self.clip.encode_image(clips.flatten(0, 1)).float().view(batch, frames, -1)
+        return per_frame(self.clip.encode_image, clips)
 
     def temporal(self, frames: torch.Tensor) -> torch.Tensor:
         """The loose heads on ``[B, T, D]`` frame features (meanP: unchanged)."""
@@ -279,10 +279,10 @@ def load_clip4clip(checkpoint: str | os.PathLike, *, head: str | None = None,
     dims = ClipDimensions.from_state_dict(clip_state, path, vision_heads=vision_heads, text_heads=text_heads)
     if head == "seqTransf":
         rows = _rows(state, "frame_position_embeddings.weight", dims.context_length)
-        layers = _count_blocks(state, "transformerClip.resblocks.")
+        layers = count_blocks(state, "transformerClip.resblocks.")
     elif head == "tightTransf":
         rows = _rows(state, "cross.embeddings.position_embeddings.weight", dims.context_length)
-        layers = _count_blocks(state, "cross.transformer.resblocks.")
+        layers = count_blocks(state, "cross.transformer.resblocks.")
     else:
         rows, layers = _rows(state, "frame_position_embeddings.weight", dims.context_length), 0
     if head in ("seqTransf", "tightTransf") and layers == 0:
@@ -407,41 +407,36 @@ class Clip4ClipHF(TorchAdapter):
         self.context_length = context_length
         self.image_size = int(net.config.vision_config.image_size)
 
+    def _images(self, images: torch.Tensor) -> torch.Tensor:
+        return pooled_features(self.net.get_image_features(pixel_values=images))
+
     def encode_video(self, clips: torch.Tensor) -> torch.Tensor:
         """``[B, T, 3, H, W]`` to ``[B, D]`` unit vectors."""
         clips = _check_clips(clips, self.image_size, 1 << 30)
-        batch, frames = clips.shape[:2]
-        features = _pooled(self.net.get_image_features(pixel_values=clips.flatten(0, 1).to(self.device)))
-        return mean_of_normalised_frames(features.float().view(batch, frames, -1))
+        return mean_of_normalised_frames(per_frame(self._images, clips.to(self.device)))
 
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """``N`` strings to ``[N, D]`` unit vectors (the directory's tokenizer, cut at the context length)."""
         texts = _check_texts(texts)
         if self.tokenizer is None:
             ids = openai_tokenize(texts, self.context_length)
-            mask = (ids != 0).long()
+            mask = through_end_token(ids)
         else:
             batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.context_length,
                                    return_tensors="pt")
             ids, mask = batch["input_ids"], batch["attention_mask"]
-        features = _pooled(self.net.get_text_features(input_ids=ids.to(self.device),
-                                                      attention_mask=mask.to(self.device)))
+        features = pooled_features(self.net.get_text_features(input_ids=ids.to(self.device),
+                                                              attention_mask=mask.to(self.device)))
         return F.normalize(features.float(), dim=-1)
 
 
-def _pooled(output: Any) -> torch.Tensor:
-    """transformers 5 returns a model output whose ``pooler_output`` is the projected embedding."""
-    if isinstance(output, torch.Tensor):
-        return output
-    for name in ("image_embeds", "text_embeds", "pooler_output"):
-        value = getattr(output, name, None)
-        if isinstance(value, torch.Tensor):
-            return value
-    raise TypeError(f"unexpected transformers output {type(output).__name__}")
-
-
 def _hf_tokenizer(path: Path, vocabulary_size: int) -> Any:
-    """The directory's own CLIP tokenizer; None (the shipped BPE) when it has none and the vocabulary is OpenAI's."""
+    """The directory's own CLIP tokenizer; None (the shipped BPE) when it has none and the vocabulary is OpenAI's.
+
+    Not `core.hf.hf_tokenizer`: under transformers 4 its ``AutoTokenizer`` picks
+    ``CLIPTokenizerFast``, which cleans text differently from ``CLIPTokenizer`` (no ftfy), so some
+    captions would get other ids; the class stays explicit here.
+    """
     if any((path / name).is_file() for name in ("tokenizer.json", "vocab.json")):
         from transformers import CLIPTokenizer
 
@@ -482,7 +477,7 @@ def clip4clip(checkpoint: str | os.PathLike | None = None, head: str | None = No
         if bpe_vocabulary is not None or clip_checkpoint is not None:
             raise InputError(f"{FAMILY}: bpe_vocabulary and clip_checkpoint apply to official files; a Hugging Face "
                              "directory carries its own tokenizer and weights", field="--model-args")
-        net, size, context = load_hf_clip(path)
+        net, size, context = load_hf_clip(path, FAMILY)
         words = max_words or context
         if words > context:
             raise InputError(f"{FAMILY}: max_words={words} exceeds the text context of {context}",

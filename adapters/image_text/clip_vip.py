@@ -62,7 +62,8 @@ from instract_eval.media import CLIP_MEAN, CLIP_STD, FrameSpec
 from ..cards import NEEDS_USER_WEIGHTS, ModelCard, WeightTag
 from ..core.base import TorchAdapter, positive_int, require_checkpoint
 from ..core.checkpoints import Checkpoint, load_strict, read_checkpoint, require_keys, strip_prefix, unwrap_state_dict
-from ..core.clip_net import cosine_logits
+from ..core.clip_net import FcMlp, cosine_logits
+from ..core.shapes import count_blocks, openai_heads, optional_positive
 from ..core.tokenizers import ClipBPE, pad_rows
 from ..protocols import DUAL_ENCODER
 from ..registry import register_model
@@ -181,16 +182,16 @@ class ClipVipDimensions:
         dims = cls(
             embed_dim=state["visual_projection.weight"].shape[0],
             vision_width=vision_width,
-            vision_layers=_count_layers(state, "vision_model.encoder.layers."),
-            vision_heads=vision_heads or max(1, vision_width // 64),
+            vision_layers=count_blocks(state, "vision_model.encoder.layers."),
+            vision_heads=vision_heads or openai_heads(vision_width),
             vision_mlp=_mlp_width(state, "vision_model", vision_width),
             patch_size=conv.shape[-1],
             image_size=conv.shape[-1] * grid,
             proxies=state["vision_model.embeddings.added_cls"].shape[0],
             temporal_size=None if temporal is None else temporal.shape[1],
             text_width=text_width,
-            text_layers=_count_layers(state, "text_model.encoder.layers."),
-            text_heads=text_heads or max(1, text_width // 64),
+            text_layers=count_blocks(state, "text_model.encoder.layers."),
+            text_heads=text_heads or openai_heads(text_width),
             text_mlp=_mlp_width(state, "text_model", text_width),
             vocab_size=token.shape[0],
             text_positions=state["text_model.embeddings.position_embedding.weight"].shape[0],
@@ -203,17 +204,9 @@ class ClipVipDimensions:
         return dims
 
 
-def _count_layers(state: dict[str, torch.Tensor], prefix: str) -> int:
-    return len({key[len(prefix):].split(".")[0] for key in state if key.startswith(prefix)})
-
-
 def _mlp_width(state: dict[str, torch.Tensor], tower: str, width: int) -> int:
     weight = state.get(f"{tower}.encoder.layers.0.mlp.fc1.weight")
     return width * 4 if weight is None else weight.shape[0]
-
-
-def _quick_gelu(x: torch.Tensor) -> torch.Tensor:
-    return x * torch.sigmoid(1.702 * x)
 
 
 def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -265,22 +258,12 @@ class _Attention(nn.Module):
         return self.out_proj(self._merge(torch.cat([out_lead, out_frames], dim=2)))
 
 
-class _MLP(nn.Module):
-    def __init__(self, width: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Linear(width, hidden)
-        self.fc2 = nn.Linear(hidden, width)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(_quick_gelu(self.fc1(x)))
-
-
 class _Layer(nn.Module):
     def __init__(self, width: int, heads: int, hidden: int):
         super().__init__()
         self.self_attn = _Attention(width, heads)
         self.layer_norm1 = nn.LayerNorm(width, eps=1e-5)
-        self.mlp = _MLP(width, hidden)
+        self.mlp = FcMlp(width, hidden)
         self.layer_norm2 = nn.LayerNorm(width, eps=1e-5)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
@@ -309,6 +292,10 @@ class _TextEmbeddings(nn.Module):
 
 
 class _TextTower(nn.Module):
+    """CLIP's text transformer under Hugging Face's names (``embeddings.*``, ``encoder.layers.*`` with
+    separate ``q/k/v_proj``, ``final_layer_norm``), pooled at the *first* end token: the same network
+    as `core.clip_net.TextTower`, whose OpenAI key layout and highest-id pooling the files do not use."""
+
     def __init__(self, dims: ClipVipDimensions):
         super().__init__()
         self.embeddings = _TextEmbeddings(dims)
@@ -444,9 +431,7 @@ def clip_vip(checkpoint: str | os.PathLike | None = None, frames: int = 12, cont
     path = require_checkpoint(FAMILY, checkpoint)
     frames = positive_int(FAMILY, "frames", frames)
     context_length = positive_int(FAMILY, "context_length", context_length)
-    for label, heads in (("vision_heads", vision_heads), ("text_heads", text_heads)):
-        if heads is not None:
-            positive_int(FAMILY, label, heads)
+    optional_positive(FAMILY, vision_heads=vision_heads, text_heads=text_heads)
     state = read_clip_vip_state(path).state_dict
     dims = ClipVipDimensions.from_state_dict(state, path, vision_heads=vision_heads, text_heads=text_heads)
     if not 2 < context_length <= dims.text_positions:

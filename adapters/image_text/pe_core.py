@@ -69,6 +69,8 @@ from instract_eval.media import FrameSpec
 from ..cards import ModelCard, WeightTag
 from ..core.base import TorchAdapter, positive_int, require_checkpoint
 from ..core.checkpoints import load_strict, read_checkpoint, require_keys, unwrap_state_dict
+from ..core.clip_net import LayerNorm32, Mlp, per_frame, unit_frame_mean
+from ..core.shapes import count_blocks, optional_positive
 from ..core.tokenizers import openai_tokenize
 from ..protocols import DUAL_ENCODER
 from ..registry import register_model
@@ -156,7 +158,7 @@ class PeDimensions:
         return cls(
             embed_dim=embed_dim,
             vision_width=vision_width,
-            vision_layers=_count_blocks(state, "visual.transformer.resblocks."),
+            vision_layers=count_blocks(state, "visual.transformer.resblocks."),
             vision_heads=v_heads,
             vision_mlp=_mlp_width(state, "visual.transformer.resblocks.0.", source),
             patch_size=conv.shape[-1],
@@ -167,7 +169,7 @@ class PeDimensions:
             context_length=state["positional_embedding"].shape[0],
             vocab_size=state["token_embedding.weight"].shape[0],
             text_width=text_width,
-            text_layers=_count_blocks(state, "transformer.resblocks."),
+            text_layers=count_blocks(state, "transformer.resblocks."),
             text_heads=t_heads,
             text_mlp=_mlp_width(state, "transformer.resblocks.0.", source),
         )
@@ -175,10 +177,6 @@ class PeDimensions:
 
 def _rule_heads(width: int) -> int | None:
     return width // 64 if width % 64 == 0 and width >= 64 else None
-
-
-def _count_blocks(state: Mapping[str, torch.Tensor], prefix: str) -> int:
-    return len({key[len(prefix):].split(".")[0] for key in state if key.startswith(prefix)})
 
 
 def _mlp_width(state: Mapping[str, torch.Tensor], prefix: str, source: str | os.PathLike) -> int:
@@ -190,14 +188,6 @@ def _mlp_width(state: Mapping[str, torch.Tensor], prefix: str, source: str | os.
 
 # ------------------------------------------------------------------------------------------------
 # Network
-
-
-class LayerNorm32(nn.LayerNorm):
-    """LayerNorm in float32 whatever the input and parameter dtypes (autocast, or a ``.half()`` model)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x.float(), self.normalized_shape, self.weight.float(), self.bias.float(),
-                            self.eps).to(x.dtype)
 
 
 def rope_2d_angles(grid_h: int, grid_w: int, head_dim: int, class_token: bool,
@@ -255,14 +245,6 @@ class Attention(nn.Module):
         return self.out_proj(out.transpose(1, 2).flatten(2))
 
 
-class Mlp(nn.Sequential):
-    def __init__(self, width: int, hidden: int):
-        super().__init__()
-        self.add_module("c_fc", nn.Linear(width, hidden))
-        self.add_module("gelu", nn.GELU())
-        self.add_module("c_proj", nn.Linear(hidden, width))
-
-
 class Block(nn.Module):
     """Pre-norm residual block (batch-first), the official parameter names."""
 
@@ -271,7 +253,7 @@ class Block(nn.Module):
         self.ln_1 = LayerNorm32(width, eps=1e-5)
         self.attn = Attention(width, heads)
         self.ln_2 = LayerNorm32(width, eps=1e-5)
-        self.mlp = Mlp(width, hidden)
+        self.mlp = Mlp(width, hidden, nn.GELU())
 
     def forward(self, x: torch.Tensor, rope: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), rope=rope, causal=causal)
@@ -297,7 +279,7 @@ class AttentionPool(nn.Module):
         self.probe = nn.Parameter(torch.zeros(1, 1, width))
         self.attn = Attention(width, heads)
         self.layernorm = LayerNorm32(width, eps=1e-5)
-        self.mlp = Mlp(width, hidden)
+        self.mlp = Mlp(width, hidden, nn.GELU())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = self.attn(x, query=self.probe.to(x.dtype).expand(x.shape[0], -1, -1))
@@ -355,7 +337,12 @@ class PeVision(nn.Module):
 
 
 class PeCoreNet(nn.Module):
-    """The PE-Core CLIP with the official key layout (text at the top level, ``visual.*``)."""
+    """The PE-Core CLIP with the official key layout (text at the top level, ``visual.*``).
+
+    The text side has OpenAI's key names but is not `core.clip_net.TextTower`: its MLP is the exact
+    GELU (QuickGELU moves the text embedding, see the module docstring) with a width read from the
+    file, and it runs on the batch-first `Blocks` the RoPE vision tower needs.
+    """
 
     def __init__(self, dims: PeDimensions, proj_bias: bool = False):
         super().__init__()
@@ -492,14 +479,13 @@ class PeCoreAdapter(TorchAdapter):
 
     def frame_embeddings(self, clips: torch.Tensor) -> torch.Tensor:
         """``[B, T, 3, H, W]`` to ``[B, T, D]`` raw image embeddings, one per frame."""
-        batch, frames = clips.shape[:2]
-        return self.net.encode_image(clips.flatten(0, 1).to(self.device)).float().view(batch, frames, -1)
+        return per_frame(self.net.encode_image, clips.to(self.device))
 
     def encode_video(self, clips: torch.Tensor) -> torch.Tensor:
         """``[B, T, 3, H, W]`` to ``[B, D]``: the official video pooling of the chosen ``pooling``."""
         frames = self.frame_embeddings(clips)
         if self.pooling == "retrieval":  # encode_video(normalize=True): unit frames averaged, not renormalised
-            return F.normalize(frames, dim=-1).mean(dim=1)
+            return unit_frame_mean(frames)
         return F.normalize(frames.mean(dim=1), dim=-1)
 
     def encode_text(self, texts: list[str]) -> torch.Tensor:
@@ -577,9 +563,7 @@ def pe_core(checkpoint: str | os.PathLike | None = None, frames: int = 8, poolin
     if pooling not in POOLINGS:
         raise InputError(f"pe-core: pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}",
                          field="--model-args")
-    for arg, value in (("vision_heads", vision_heads), ("text_heads", text_heads), ("pool_heads", pool_heads)):
-        if value is not None:
-            positive_int("pe-core", arg, value)
+    optional_positive("pe-core", vision_heads=vision_heads, text_heads=text_heads, pool_heads=pool_heads)
     net, layout = load_pe_core(path, vision_heads=vision_heads, text_heads=text_heads, pool_heads=pool_heads)
     return PeCoreAdapter(net, pooling=pooling, spec=pe_frame_spec(net.dims.image_size, frames), checkpoint=path,
                          layout=layout)

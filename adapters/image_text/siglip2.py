@@ -7,7 +7,7 @@ JAX checkpoints. The fixed-resolution SigLIP 2 checkpoints (``google/siglip2-bas
 (``google/siglip2-base-patch16-naflex``, ...) have ``model_type: siglip2`` and load as
 ``Siglip2Model``. Each directory is read with ``from_pretrained(local_files_only=True)`` and every
 size comes from its config. A missing, unexpected or mis-shaped weight is refused in one line
-(`load_hf_pretrained`).
+(`instract_eval.adapters.core.hf.load_hf_pretrained`).
 
 Facts this adapter keeps:
 
@@ -50,7 +50,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from instract_eval.errors import InputError
 from instract_eval.media import FrameSpec
@@ -58,24 +57,25 @@ from instract_eval.media.transforms import resize_to
 
 from ..cards import ModelCard, WeightTag
 from ..core.base import TorchAdapter, positive_int, require_checkpoint
+from ..core.clip_net import cosine_logits, mean_of_normalised_frames, per_frame
+from ..core.hf import (hf_model_directory, hf_tokenizer, load_hf_pretrained, preprocessor_config,
+                       processor_interpolation, processor_triple, read_hf_config, transformers_class)
 from ..protocols import DUAL_ENCODER
 from ..registry import register_model
-from .clip import mean_of_normalised_frames
-from .x_clip import hf_model_directory, hf_tokenizer, load_hf_pretrained, preprocessor_config, read_hf_config
 
 __all__ = ["Siglip2Adapter", "siglip2", "siglip_frame_spec", "naflex_frame_spec", "naflex_grid", "patchify"]
 
 _FIELD = "checkpoint"
 _HALF = (0.5, 0.5, 0.5)
-_PIL_INTERPOLATION = {2: "bilinear", 3: "bicubic"}
 
 
 def siglip_frame_spec(image_size: int, frames: int = 8, processor: dict[str, Any] | None = None) -> FrameSpec:
     """SigLIP's image processor: squash to ``image_size`` (no crop), mean/std 0.5, bicubic by default."""
     processor = processor or {}
     return FrameSpec(num_frames=frames, sampling="uniform", size=image_size, crop=None, resize="squash",
-                     mean=_triple(processor.get("image_mean")), std=_triple(processor.get("image_std")),
-                     interpolation=_PIL_INTERPOLATION.get(processor.get("resample"), "bicubic"))
+                     mean=processor_triple(processor.get("image_mean"), _HALF),
+                     std=processor_triple(processor.get("image_std"), _HALF),
+                     interpolation=processor_interpolation(processor, "bicubic"))
 
 
 def naflex_frame_spec(patch_size: int, max_num_patches: int, frames: int = 8, processor: dict[str, Any] | None = None,
@@ -88,14 +88,9 @@ def naflex_frame_spec(patch_size: int, max_num_patches: int, frames: int = 8, pr
     processor = processor or {}
     side = patch_size * max(1, math.isqrt(max_num_patches))
     return FrameSpec(num_frames=frames, sampling="uniform", size=side, crop=None if keep_aspect else side,
-                     mean=_triple(processor.get("image_mean")), std=_triple(processor.get("image_std")),
-                     interpolation=_PIL_INTERPOLATION.get(processor.get("resample"), "bilinear"))
-
-
-def _triple(value: Any) -> tuple[float, float, float]:
-    if isinstance(value, (list, tuple)) and len(value) == 3:
-        return tuple(float(v) for v in value)  # type: ignore[return-value]
-    return _HALF
+                     mean=processor_triple(processor.get("image_mean"), _HALF),
+                     std=processor_triple(processor.get("image_std"), _HALF),
+                     interpolation=processor_interpolation(processor, "bilinear"))
 
 
 def naflex_grid(height: int, width: int, patch_size: int, max_num_patches: int) -> tuple[int, int]:
@@ -245,16 +240,12 @@ class Siglip2Adapter(TorchAdapter):
         """``[B, T, 3, H, W]`` to ``[B, D]`` unit vectors (per-frame embeddings normalised, averaged, normalised)."""
         if clips.ndim != 5 or clips.shape[2] != 3:
             raise ValueError(f"siglip2 expects clips [B, T, 3, H, W], got {tuple(clips.shape)}")
-        batch, frames = clips.shape[:2]
-        features = self.frame_features(clips.flatten(0, 1))
-        return mean_of_normalised_frames(features.float().view(batch, frames, -1))
+        return mean_of_normalised_frames(per_frame(self.frame_features, clips))
 
     def similarity(self, videos: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
         """SigLIP's logit ``exp(logit_scale) * cosine + logit_bias`` (its sigmoid is the match probability)."""
-        scale = self.net.logit_scale.detach().float().cpu().exp()
         bias = self.net.logit_bias.detach().float().cpu()
-        cosine = F.normalize(videos.float().cpu(), dim=-1) @ F.normalize(texts.float().cpu(), dim=-1).T
-        return cosine * scale + bias
+        return cosine_logits(videos.cpu(), texts.cpu(), self.net.logit_scale.detach().float().cpu()) + bias
 
 
 @register_model("siglip2", card=CARD)
@@ -273,11 +264,8 @@ def siglip2(checkpoint: str | os.PathLike | None = None, frames: int = 8, tokeni
     naflex = config["model_type"] == "siglip2"
     if not isinstance(keep_aspect, bool):
         raise InputError(f"siglip2: keep_aspect must be true or false, got {keep_aspect!r}", field="--model-args")
-    try:
-        import transformers
-    except ImportError:
-        raise InputError("siglip2 needs transformers (pip install transformers)", path=path, field=_FIELD) from None
-    net = load_hf_pretrained(transformers.Siglip2Model if naflex else transformers.SiglipModel, path, "siglip2")
+    net_class = transformers_class("Siglip2Model" if naflex else "SiglipModel", "siglip2", path)
+    net = load_hf_pretrained(net_class, path, "siglip2")
     source = path if tokenizer is None else Path(os.fspath(tokenizer))
     text_tokenizer = hf_tokenizer(source, "siglip2")
     if text_tokenizer is None:

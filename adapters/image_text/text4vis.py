@@ -40,8 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from instract_eval.errors import InputError
 from instract_eval.media import CLIP_MEAN, CLIP_STD, FrameSpec
@@ -50,7 +48,8 @@ from ..cards import ModelCard, WeightTag
 from ..core.base import TorchAdapter, positive_int, require_checkpoint
 from ..core.checkpoints import (file_sha256, key_report, load_strict, read_checkpoint, require_keys, strip_prefix,
                                 unwrap_state_dict)
-from ..core.clip_net import OPENAI_SCALARS, ClipDimensions, ClipNet, Transformer
+from ..core.clip_net import OPENAI_SCALARS, ClipDimensions, ClipNet, FrameTransformer, cosine, per_frame
+from ..core.shapes import count_blocks, openai_heads
 from ..core.tokenizers import openai_tokenize
 from ..protocols import DUAL_ENCODER
 from ..registry import register_model
@@ -136,20 +135,18 @@ CARD = ModelCard(
 )
 
 
-class TemporalFusion(nn.Module):
-    """The ``Transf`` video head: frame positions, a transformer over time, residual, mean over time."""
+class TemporalFusion(FrameTransformer):
+    """The ``Transf`` video head: frame positions, a transformer over time, residual, mean over time.
+
+    The shared `FrameTransformer` (TF-style LayerNorm, eps 1e-12), averaged over time.
+    """
 
     def __init__(self, width: int, layers: int, heads: int, positions: int):
-        super().__init__()
-        self.frame_position_embeddings = nn.Embedding(positions, width)
-        self.transformer = Transformer(width, layers, heads, eps=1e-12)
+        super().__init__(width, positions, layers, heads, eps=1e-12)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """``[B, T, D]`` frame features to ``[B, D]``."""
-        steps = frames.shape[1]
-        x = frames + self.frame_position_embeddings.weight[:steps].to(frames.dtype)
-        x = self.transformer(x.transpose(0, 1)).transpose(0, 1)
-        return (x.to(frames.dtype) + frames).mean(dim=1)
+        return super().forward(frames).mean(dim=1)
 
 
 class Text4VisAdapter(TorchAdapter):
@@ -176,10 +173,10 @@ class Text4VisAdapter(TorchAdapter):
 
     def encode_video(self, clips: torch.Tensor) -> torch.Tensor:
         """``[B, T, 3, H, W]`` to ``[B, D]`` (``VideoCLIP.encode_image``; not normalised)."""
-        batch, frames = clips.shape[:2]
-        features = self.net.encode_image(clips.flatten(0, 1).to(self.device)).float().view(batch, frames, -1)
+        features = per_frame(self.net.encode_image, clips.to(self.device))
         if self.fusion_model is None:
             return features.mean(dim=1)
+        frames = features.shape[1]
         if frames > self.fusion_model.frame_position_embeddings.num_embeddings:
             raise InputError(f"text4vis: {frames} frames per clip, but the fusion head has "
                              f"{self.fusion_model.frame_position_embeddings.num_embeddings} frame positions",
@@ -194,7 +191,7 @@ class Text4VisAdapter(TorchAdapter):
 
     def similarity(self, videos: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
         """The official class logits: ``100 * cosine``."""
-        return SCORE_SCALE * (F.normalize(videos.float(), dim=-1) @ F.normalize(texts.float(), dim=-1).T)
+        return SCORE_SCALE * cosine(videos, texts)
 
 
 def _fusion_state(state: Mapping[str, torch.Tensor], payload: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -265,8 +262,8 @@ def build(path: Path, clip_checkpoint: Any) -> tuple[ClipNet, TemporalFusion | N
             raise InputError(f"has fusion_model weights but lacks fusion_model.frame_position_embeddings.weight "
                              f"(it has {', '.join(sorted(fusion)[:3])} ...)", path=path, field=_FIELD)
         positions, width = fusion["frame_position_embeddings.weight"].shape
-        layers = len({k.split(".")[2] for k in fusion if k.startswith("transformer.resblocks.")})
-        head = TemporalFusion(width, layers, max(1, net.dims.text_width // 64), positions)
+        layers = count_blocks(fusion, "transformer.resblocks.")
+        head = TemporalFusion(width, layers, openai_heads(net.dims.text_width), positions)
         _check({f"fusion_model.{k}": v.shape for k, v in head.state_dict().items()},
                {f"fusion_model.{k}": v for k, v in fusion.items()}, path, "Text4Vis fusion")
         load_strict(head, fusion, path, family=FAMILY)

@@ -45,7 +45,7 @@ from instract_eval.media import IMAGENET_MEAN, IMAGENET_STD, FrameSpec
 from ..cards import NEEDS_USER_WEIGHTS, ModelCard, WeightTag
 from ..core.base import TorchAdapter, positive_int, require_checkpoint
 from ..core.checkpoints import file_sha256, key_report, load_strict, read_checkpoint, require_keys, unwrap_state_dict
-from ..core.clip_net import ClipDimensions, ClipNet, cosine_logits
+from ..core.clip_net import ClipDimensions, ClipNet, cosine_logits, per_frame
 from ..core.tokenizers import openai_tokenize
 from ..protocols import DUAL_ENCODER
 from ..registry import register_model
@@ -138,9 +138,7 @@ class VifiClipAdapter(TorchAdapter):
 
     def encode_video(self, clips: torch.Tensor) -> torch.Tensor:
         """``[B, T, 3, H, W]`` to ``[B, D]``: the mean of the frame features (not normalised)."""
-        batch, frames = clips.shape[:2]
-        features = self.net.encode_image(clips.flatten(0, 1).to(self.device))
-        return features.float().view(batch, frames, -1).mean(dim=1)
+        return per_frame(self.net.encode_image, clips.to(self.device)).mean(dim=1)
 
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """``N`` strings to ``[N, D]`` (not normalised; `similarity` normalises)."""

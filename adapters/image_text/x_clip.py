@@ -12,8 +12,10 @@ Why transformers: the hub checkpoints (``microsoft/xclip-*``) are Hugging Face d
 comes from its config. The authors' own release files (``k400_32_8.pth`` ... on
 github.com/nbl97/X-CLIP_Model_Zoo) are VideoX training pickles with VideoX key names and are not
 read here; transformers' conversion script turns them into such a directory. Missing, unexpected
-or mis-shaped weights are refused with one line naming the file, because transformers itself would
-silently re-initialise a missing weight. The authors' own code (microsoft/VideoX ``X-CLIP/``) gives the same logits to 1e-6 on a converted random model
+or mis-shaped weights are refused with one line naming the file (the directory helpers of
+`instract_eval.adapters.core.hf`, shared with the other Hugging Face families), because
+transformers itself would silently re-initialise a missing weight. The authors' own code
+(microsoft/VideoX ``X-CLIP/``) gives the same logits to 1e-6 on a converted random model
 (tests/data/official/x_clip/README.md).
 
 Facts of the model this adapter keeps:
@@ -42,7 +44,6 @@ Facts of the model this adapter keeps:
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,138 +57,16 @@ from instract_eval.media import IMAGENET_MEAN, IMAGENET_STD, FrameSpec
 
 from ..cards import ModelCard, WeightTag
 from ..core.base import TorchAdapter, positive_int, require_checkpoint
+from ..core.hf import (hf_model_directory, hf_tokenizer, load_hf_pretrained, preprocessor_config,
+                       processor_interpolation, processor_triple, read_hf_config, through_end_token,
+                       transformers_class)
 from ..core.tokenizers import openai_tokenize
 from ..protocols import PAIR_SCORER
 from ..registry import register_model
 
-__all__ = ["XClipAdapter", "x_clip", "xclip_frame_spec", "hf_model_directory", "read_hf_config",
-           "load_hf_pretrained", "preprocessor_config", "hf_tokenizer"]
+__all__ = ["XClipAdapter", "x_clip", "xclip_frame_spec"]
 
 _FIELD = "checkpoint"
-_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                 "pytorch_model.bin.index.json")
-_TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model", "spiece.model")
-_PIL_INTERPOLATION = {2: "bilinear", 3: "bicubic"}   # PIL resample codes in preprocessor configs
-
-
-# ------------------------------------------------------------------------------------------------
-# Hugging Face directories, read offline and checked (shared with the siglip2 adapter)
-
-
-def hf_model_directory(path: Path, model: str) -> Path:
-    """The ``save_pretrained`` directory of ``path`` (the directory itself, or one of its weight files)."""
-    if path.is_file() and path.name in _WEIGHT_FILES and (path.parent / "config.json").is_file():
-        return path.parent
-    if not path.exists():
-        raise InputError("does not exist", path=path, field=_FIELD)
-    if not path.is_dir() or not (path / "config.json").is_file():
-        raise InputError(f"is not a Hugging Face model directory (config.json plus weights, as save_pretrained "
-                         f"writes and the hub serves) that {model} reads", path=path, field=_FIELD)
-    return path
-
-
-def read_hf_config(directory: Path, model: str, model_types: Sequence[str]) -> dict[str, Any]:
-    """``config.json`` as a dict, refused when its ``model_type`` is not one ``model`` reads."""
-    config_file = directory / "config.json"
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise InputError(f"cannot be read as JSON ({error})", path=config_file, field=_FIELD) from None
-    kind = config.get("model_type") if isinstance(config, dict) else None
-    if kind not in model_types:
-        raise InputError(f"is a {kind!r} model, not one {model} reads ({', '.join(model_types)})",
-                         path=config_file, field=_FIELD)
-    return config
-
-
-def _weights_file(directory: Path) -> Path:
-    for name in _WEIGHT_FILES:
-        if (directory / name).is_file():
-            return directory / name
-    raise InputError(f"holds no weights ({' or '.join(_WEIGHT_FILES)})", path=directory, field=_FIELD)
-
-
-def _first(keys: Sequence[str], shown: int = 3) -> str:
-    keys = sorted(keys)
-    more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
-    return ", ".join(keys[:shown]) + more
-
-
-def load_hf_pretrained(cls: Any, directory: Path, model: str) -> Any:
-    """``cls.from_pretrained(directory)`` offline in float32, in eval mode, every weight accounted for.
-
-    transformers re-initialises a missing weight with a warning and raises a long report for a
-    mis-shaped one. Here either one is a single `InputError` that names the weights file and the
-    first offending keys. Unexpected keys are refused too (another model's weights under this config),
-    except the ``position_ids`` buffers that old transformers versions saved.
-    """
-    from transformers.utils import logging as hf_logging
-
-    import pickle
-
-    from safetensors import SafetensorError
-
-    weights = _weights_file(directory)
-    verbosity, progress = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        net, info = cls.from_pretrained(str(directory), local_files_only=True, dtype=torch.float32,
-                                        output_loading_info=True, ignore_mismatched_sizes=True)
-    except (OSError, ValueError, RuntimeError, KeyError, EOFError, SafetensorError, pickle.UnpicklingError) as error:
-        raise InputError(f"cannot be loaded as {cls.__name__} (truncated or not a weights file?): "
-                         f"{(str(error).strip().splitlines() or [type(error).__name__])[0]}",
-                         path=weights, field=_FIELD) from None
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if progress:
-            hf_logging.enable_progress_bar()
-    missing = list(info.get("missing_keys") or ())
-    unexpected = [k for k in info.get("unexpected_keys") or () if not k.endswith("position_ids")]
-    mismatched = list(info.get("mismatched_keys") or ())
-    problems = []
-    if missing:
-        problems.append(f"missing {_first(missing)}")
-    if unexpected:
-        problems.append(f"unexpected {_first(unexpected)}")
-    if mismatched:
-        shown = sorted(mismatched, key=lambda item: item[0])[:3]
-        shapes = ", ".join(f"{key} (file {list(file)}, model {list(expected)})" for key, file, expected in shown)
-        more = f" and {len(mismatched) - 3} more" if len(mismatched) > 3 else ""
-        problems.append(f"wrong shape of {shapes}{more}")
-    if problems:
-        raise InputError(f"does not fit the {cls.__name__} of its config.json ({model}): {'; '.join(problems)}",
-                         path=weights, field=_FIELD)
-    return net.eval()
-
-
-def preprocessor_config(directory: Path) -> dict[str, Any]:
-    """The image processor settings the directory ships (``preprocessor_config.json``, or the
-    ``image_processor`` part of a ``processor_config.json``); ``{}`` when it ships none."""
-    for name, part in (("preprocessor_config.json", None), ("processor_config.json", "image_processor")):
-        file = directory / name
-        if file.is_file():
-            try:
-                data = json.loads(file.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as error:
-                raise InputError(f"cannot be read as JSON ({error})", path=file, field=_FIELD) from None
-            data = data.get(part, {}) if part else data
-            if isinstance(data, dict) and data:
-                return data
-    return {}
-
-
-def hf_tokenizer(directory: Path, model: str) -> Any | None:
-    """The directory's own tokenizer through ``AutoTokenizer`` (offline), or None when it ships none."""
-    if not any((directory / name).is_file() for name in _TOKENIZER_FILES):
-        return None
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
-    except (OSError, ValueError, ImportError, TypeError) as error:
-        raise InputError(f"{model}: cannot load the tokenizer it ships: {str(error).strip().splitlines()[0]}",
-                         path=directory, field=_FIELD) from None
 
 
 def _side(value: Any, default: int) -> int:
@@ -195,12 +74,6 @@ def _side(value: Any, default: int) -> int:
     if isinstance(value, dict):
         value = value.get("shortest_edge", value.get("height"))
     return int(value) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
-
-
-def _triple(value: Any, default: tuple[float, float, float]) -> tuple[float, float, float]:
-    if isinstance(value, (list, tuple)) and len(value) == 3:
-        return tuple(float(v) for v in value)  # type: ignore[return-value]
-    return default
 
 
 # ------------------------------------------------------------------------------------------------
@@ -217,9 +90,9 @@ def xclip_frame_spec(frames: int, image_size: int, processor: dict[str, Any] | N
     processor = processor or {}
     short = max(size if size is not None else _side(processor.get("size"), image_size), image_size)
     return FrameSpec(num_frames=frames, sampling="uniform", size=short, crop=image_size,
-                     mean=_triple(processor.get("image_mean"), IMAGENET_MEAN),
-                     std=_triple(processor.get("image_std"), IMAGENET_STD),
-                     interpolation=_PIL_INTERPOLATION.get(processor.get("resample"), "bilinear"),
+                     mean=processor_triple(processor.get("image_mean"), IMAGENET_MEAN),
+                     std=processor_triple(processor.get("image_std"), IMAGENET_STD),
+                     interpolation=processor_interpolation(processor, "bilinear"),
                      fixed_frames=True)
 
 
@@ -287,11 +160,7 @@ class XClipAdapter(TorchAdapter):
                                      return_tensors="pt")
             return encoded["input_ids"], encoded["attention_mask"]
         ids = openai_tokenize(list(texts), self.context_length)
-        # The mask covers everything up to the end token (the highest id). ``ids != 0`` would also
-        # mask the "!" token, whose id in CLIP's BPE is 0.
-        end = ids.argmax(dim=-1, keepdim=True)
-        mask = (torch.arange(ids.shape[1]).unsqueeze(0) <= end).long()
-        return ids, mask
+        return ids, through_end_token(ids)
 
     def text_features(self, texts: Sequence[str]) -> torch.Tensor:
         """``[N, D]`` projected text embeddings before the video-specific prompts (not normalised)."""
@@ -361,11 +230,7 @@ def x_clip(checkpoint: str | os.PathLike | None = None, frames: int | None = Non
     """
     path = hf_model_directory(require_checkpoint("x-clip", checkpoint), "x-clip")
     read_hf_config(path, "x-clip", ("xclip",))
-    try:
-        from transformers import XCLIPModel
-    except ImportError:
-        raise InputError("x-clip needs transformers (pip install transformers)", path=path, field=_FIELD) from None
-    net = load_hf_pretrained(XCLIPModel, path, "x-clip")
+    net = load_hf_pretrained(transformers_class("XCLIPModel", "x-clip", path), path, "x-clip")
     num_frames = int(net.config.vision_config.num_frames)
     if frames is not None and positive_int("x-clip", "frames", frames) != num_frames:
         raise InputError(f"x-clip: this checkpoint takes exactly {num_frames} frames (its message attention and "

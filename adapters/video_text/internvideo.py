@@ -5,9 +5,9 @@ Why a port: the official inference package (OpenGVLab/InternVideo,
 ``encode_video``/``encode_text``) picks its video backbone by the width of ``visual_proj``, whose
 builders hard-code the ViT-B/16 and ViT-L/14 sizes, needs timm, decord and a copy of an old
 torch attention function, and fixes the clip length when the model is built. The network is
-written here once, reusing the OpenAI CLIP blocks of `instract_eval.adapters.core.clip_net` and
-the text tower of `instract_eval.adapters.video_text.viclip`, with every size read from the
-checkpoint so the published files and a tiny test file load through the same code.
+written here once, reusing the OpenAI CLIP blocks and text tower of
+`instract_eval.adapters.core.clip_net`, with every size read from the checkpoint so the published
+files and a tiny test file load through the same code.
 
 Facts of the official network that this port keeps (each checked against the official code on a
 tiny random checkpoint; ``tests/data/official/internvideo/`` has the data and the script):
@@ -41,7 +41,6 @@ tiny random checkpoint; ``tests/data/official/internvideo/`` has the data and th
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,12 +52,13 @@ from instract_eval.errors import InputError
 from instract_eval.media import CLIP_MEAN, CLIP_STD, FrameSpec
 
 from ..cards import SUPPORTED, ModelCard, WeightTag
-from ..core.base import TorchAdapter, positive_int, require_checkpoint
+from ..core.base import TorchAdapter, require_checkpoint
 from ..core.checkpoints import Checkpoint, load_strict, read_checkpoint, require_keys, unwrap_state_dict
-from ..core.clip_net import LayerNorm32, QuickGELU, ResidualBlock, cosine_logits
+from ..core.clip_net import LayerNorm32, Mlp, ResidualBlock, TextTower, cosine_logits
+from ..core.shapes import (count_blocks, embedding_width, frame_count, heads_for, optional_positive, require_clips,
+                           require_patch_count, require_shapes, square_grid)
 from ..protocols import DUAL_ENCODER
 from ..registry import register_model
-from .viclip import CausalTextTower, count_blocks, heads_for, require_shapes
 
 __all__ = ["InternVideoDimensions", "GlobalVideoVision", "InternVideoNet", "InternVideo", "internvideo",
            "internvideo_frame_spec", "load_internvideo_net", "CARD"]
@@ -108,11 +108,7 @@ class InternVideoDimensions:
         if conv.shape[2] != 1:
             raise InputError(f"visual.conv1 has a temporal kernel of {conv.shape[2]} frames; InternVideo's "
                              "multimodal models use 1", path=source, field="checkpoint")
-        patches = state["visual.positional_embedding"].shape[0] - 1
-        grid = math.isqrt(max(patches, 0))
-        if grid < 1 or grid * grid != patches:
-            raise InputError(f"visual.positional_embedding has {patches} patch positions, not a square grid",
-                             path=source, field="checkpoint")
+        grid = square_grid(state["visual.positional_embedding"].shape[0] - 1, "visual.positional_embedding", source)
         width = conv.shape[0]
         layers = count_blocks(state, "visual.transformer.resblocks.")
         extractors = count_blocks(state, "visual.transformer.dec.")
@@ -122,10 +118,7 @@ class InternVideoDimensions:
                              "layers; the global branch needs one of each per layer it reads (at most all)",
                              path=source, field="checkpoint")
         text_width = state["ln_final.weight"].shape[0]
-        embed = state["visual_proj"].shape[1]
-        if state["text_projection"].shape[1] != embed:
-            raise InputError(f"visual_proj gives {embed}-d embeddings but text_projection "
-                             f"{state['text_projection'].shape[1]}-d", path=source, field="checkpoint")
+        embed = embedding_width(state, "visual_proj", "text_projection", source)
         return cls(
             embed_dim=embed,
             vision_width=width,
@@ -150,10 +143,7 @@ class Extractor(nn.Module):
         super().__init__()
         self.attn = nn.MultiheadAttention(width, heads)
         self.ln_1 = LayerNorm32(width)
-        self.mlp = nn.Sequential()
-        self.mlp.add_module("c_fc", nn.Linear(width, hidden))
-        self.mlp.add_module("gelu", QuickGELU())
-        self.mlp.add_module("c_proj", nn.Linear(hidden, width))
+        self.mlp = Mlp(width, hidden)
         self.ln_2 = LayerNorm32(width)
         self.ln_3 = LayerNorm32(width)
 
@@ -215,24 +205,20 @@ class GlobalVideoVision(nn.Module):
         batch, frames = clips.shape[:2]
         x = self.conv1(clips.transpose(1, 2).to(self.conv1.weight.dtype))  # [B, W, T, h, w]
         width, side = x.shape[1], (x.shape[3], x.shape[4])
-        if side[0] * side[1] != self.positional_embedding.shape[0] - 1:
-            size = self.dims.image_size
-            raise InputError(f"{FAMILY}: frames of {clips.shape[-2]}x{clips.shape[-1]} pixels give "
-                             f"{side[0] * side[1]} patches; this checkpoint has positions for {size}x{size}",
-                             field="--model")
+        require_patch_count(FAMILY, clips, side[0] * side[1], self.positional_embedding.shape[0] - 1,
+                            self.dims.image_size)
         x = x.permute(0, 2, 3, 4, 1).reshape(batch * frames, side[0] * side[1], width)
         cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, width)
         x = self.ln_pre(torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype))
         return self.transformer(x.transpose(0, 1), batch, frames, side)
 
 
-class InternVideoNet(CausalTextTower):
+class InternVideoNet(TextTower):
     """``VideoIntern`` with the official key names: the text tower at top level, ``visual.*``,
     ``visual_ln_post``, ``visual_proj``, ``logit_scale``."""
 
     def __init__(self, dims: InternVideoDimensions):
-        super().__init__(context_length=dims.context_length, vocab_size=dims.vocab_size, width=dims.text_width,
-                         layers=dims.text_layers, heads=dims.text_heads, embed_dim=dims.embed_dim)
+        super().__init__(dims)
         self.dims = dims
         self.visual = GlobalVideoVision(dims)
         self.visual_ln_post = LayerNorm32(dims.vision_width)
@@ -282,16 +268,14 @@ class InternVideo(TorchAdapter):
     @torch.no_grad()
     def encode_video(self, clips: torch.Tensor) -> torch.Tensor:
         """``[B, T, 3, H, W]`` normalised frames to ``[B, D]`` (``encode_video``, not normalised)."""
-        if clips.ndim != 5 or clips.shape[2] != 3:
-            raise InputError(f"{FAMILY}: encode_video takes [B, T, 3, H, W] frames, got {list(clips.shape)}",
-                             field="--model")
+        require_clips(FAMILY, clips)
         return self.net.encode_video(clips.to(self.device)).float()
 
     @torch.no_grad()
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """``N`` strings to ``[N, D]`` (``encode_text`` of ``tokenize(truncate=True)``, not normalised)."""
         ids = self.net.tokenize(texts, FAMILY).to(self.device)
-        return self.net.encode_ids(ids).float()
+        return self.net.encode_text(ids).float()
 
     def similarity(self, videos: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
         """The official score, ``exp(logit_scale) * cosine`` (demo.py before its softmax)."""
@@ -344,14 +328,9 @@ def internvideo(checkpoint: str | os.PathLike | None = None, frames: int | None 
     heads, for checkpoints that do not follow the width // 64 rule (the published ones do).
     """
     path = require_checkpoint(FAMILY, checkpoint)
-    if frames is not None and num_frames is not None and frames != num_frames:
-        raise InputError(f"{FAMILY}: frames={frames} and num_frames={num_frames} disagree; give one",
-                         field="--model-args")
-    count = frames if frames is not None else num_frames
-    count = 8 if count is None else positive_int(FAMILY, "frames" if frames is not None else "num_frames", count)
-    for arg, value in (("vision_heads", vision_heads), ("text_heads", text_heads)):
-        if value is not None:
-            positive_int(FAMILY, arg, value)
+    count = frame_count(FAMILY, frames, num_frames)
+    count = 8 if count is None else count
+    optional_positive(FAMILY, vision_heads=vision_heads, text_heads=text_heads)
     net = load_internvideo_net(path, vision_heads=vision_heads, text_heads=text_heads)
     dims = net.dims
     return InternVideo(net, spec=internvideo_frame_spec(count, dims.image_size), checkpoint=path,

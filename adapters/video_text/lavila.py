@@ -40,7 +40,6 @@ on a tiny random checkpoint; tests/data/official/lavila/ has the data):
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -54,9 +53,11 @@ from instract_eval.errors import InputError
 from instract_eval.media import FrameSpec
 
 from ..cards import SUPPORTED, ModelCard, WeightTag
-from ..core.base import TorchAdapter, positive_int, require_checkpoint
+from ..core.base import TorchAdapter, require_checkpoint
 from ..core.checkpoints import load_strict, read_checkpoint, require_keys, unwrap_state_dict
-from ..core.clip_net import LayerNorm32, QuickGELU, Transformer
+from ..core.clip_net import FcMlp, LayerNorm32, TextTower
+from ..core.shapes import (count_blocks, frame_count, heads_for, optional_positive, require_clips,
+                           require_patch_count, require_shapes, square_grid)
 from ..core.tokenizers import clip_bpe, pad_rows
 from ..protocols import DUAL_ENCODER
 from ..registry import register_model
@@ -113,18 +114,14 @@ class LaViLaDimensions:
             return tuple(state[key].shape)
 
         vision_width = shape("visual.cls_token")[-1]
-        patches = shape("visual.pos_embed")[1] - 1
-        grid = math.isqrt(max(patches, 0))
         patch = shape("visual.patch_embed.proj.weight")[-1]
-        if grid < 1 or grid * grid != patches:
-            raise InputError(f"visual.pos_embed has {patches} patch positions, not a square grid", path=source,
-                             field="checkpoint")
+        grid = square_grid(shape("visual.pos_embed")[1] - 1, "visual.pos_embed", source)
         text_width = shape("ln_final.weight")[0]
         return cls(
             embed_dim=shape("text_projection")[1],
             vision_width=vision_width,
-            vision_layers=_count_blocks(state, "visual.blocks."),
-            vision_heads=_heads(vision_heads, vision_width, "vision_heads"),
+            vision_layers=count_blocks(state, "visual.blocks."),
+            vision_heads=heads_for(vision_heads, vision_width, "vision_heads"),
             vision_mlp=shape("visual.blocks.0.mlp.fc1.weight")[0],
             patch_size=patch,
             image_size=grid * patch,
@@ -135,33 +132,9 @@ class LaViLaDimensions:
             context_length=shape("positional_embedding")[0],
             vocab_size=shape("token_embedding.weight")[0],
             text_width=text_width,
-            text_layers=_count_blocks(state, "transformer.resblocks."),
-            text_heads=_heads(text_heads, text_width, "text_heads"),
+            text_layers=count_blocks(state, "transformer.resblocks."),
+            text_heads=heads_for(text_heads, text_width, "text_heads"),
         )
-
-
-def _require_sizes(state: Mapping[str, torch.Tensor], keys: Mapping[str, int], path: os.PathLike | str) -> None:
-    """The keys the sizes are read from are present, with their number of dimensions."""
-    absent = [key for key in keys if key not in state]
-    if absent:
-        shown = ", ".join(absent[:3]) + (f" and {len(absent) - 3} more" if len(absent) > 3 else "")
-        raise InputError(f"does not fit the {FAMILY} architecture: missing {shown}", path=path, field="checkpoint")
-    for key, ndim in keys.items():
-        if state[key].ndim != ndim:
-            raise InputError(f"does not fit the {FAMILY} architecture: wrong shape of {key} (file "
-                             f"{list(state[key].shape)}, expected {ndim} dimensions)", path=path, field="checkpoint")
-
-
-def _heads(given: int | None, width: int, name: str) -> int:
-    heads = given if given is not None else max(1, width // 64)
-    if width % heads:
-        raise InputError(f"{name}={heads} does not divide the width {width} read from the checkpoint",
-                         field="--model-args")
-    return heads
-
-
-def _count_blocks(state: Mapping[str, torch.Tensor], prefix: str) -> int:
-    return len({key[len(prefix):].split(".")[0] for key in state if key.startswith(prefix)})
 
 
 def temporal_rows(table: torch.Tensor, frames: int) -> torch.Tensor:
@@ -207,17 +180,6 @@ class DividedAttention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(batch, length, width))
 
 
-class _Mlp(nn.Module):
-    def __init__(self, width: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Linear(width, hidden)
-        self.act = QuickGELU()
-        self.fc2 = nn.Linear(hidden, width)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
 class SpaceTimeBlock(nn.Module):
     """One TimeSformer block in LaViLa's variant (see the module docstring for the residual wiring)."""
 
@@ -229,7 +191,7 @@ class SpaceTimeBlock(nn.Module):
         if gated:
             self.alpha_timeattn = nn.Parameter(torch.zeros(()))
         self.norm2 = LayerNorm32(width, eps=1e-6)
-        self.mlp = _Mlp(width, hidden)
+        self.mlp = FcMlp(width, hidden)
         self.norm3 = LayerNorm32(width, eps=1e-6)
 
     def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
@@ -267,10 +229,7 @@ class SpaceTimeVision(nn.Module):
         weight = self.patch_embed.proj.weight
         x = self.patch_embed.proj(clips.reshape(batch * frames, *clips.shape[2:]).to(weight.dtype))
         patches = x.shape[2] * x.shape[3]
-        if patches != self.pos_embed.shape[1] - 1:
-            side = self.dims.image_size
-            raise InputError(f"{FAMILY}: frames of {clips.shape[-2]}x{clips.shape[-1]} pixels give {patches} patches; "
-                             f"this checkpoint has positions for {side}x{side}", field="--model")
+        require_patch_count(FAMILY, clips, patches, self.pos_embed.shape[1] - 1, self.dims.image_size)
         x = x.flatten(2).transpose(1, 2).reshape(batch, frames * patches, -1)
         time = temporal_rows(self.temporal_embed, frames).to(x.dtype).repeat_interleave(patches, dim=1)
         space = self.pos_embed[:, 1:].to(x.dtype).repeat(1, frames, 1)
@@ -283,31 +242,19 @@ class SpaceTimeVision(nn.Module):
         return self.norm(x)[:, 0]
 
 
-class LaViLaNet(nn.Module):
-    """The whole dual encoder with the official parameter names (``module.`` stripped)."""
+class LaViLaNet(TextTower):
+    """The whole dual encoder with the official parameter names (``module.`` stripped): OpenAI's text
+    tower at top level, ``visual.*``, ``image_projection``, ``logit_scale``."""
 
     def __init__(self, dims: LaViLaDimensions):
-        super().__init__()
+        super().__init__(dims)
         self.dims = dims
         self.visual = SpaceTimeVision(dims)
         self.image_projection = nn.Parameter(torch.zeros(dims.vision_width, dims.embed_dim))
-        self.token_embedding = nn.Embedding(dims.vocab_size, dims.text_width)
-        self.positional_embedding = nn.Parameter(torch.zeros(dims.context_length, dims.text_width))
-        self.transformer = Transformer(dims.text_width, dims.text_layers, dims.text_heads)
-        self.ln_final = LayerNorm32(dims.text_width)
-        self.text_projection = nn.Parameter(torch.zeros(dims.text_width, dims.embed_dim))
         self.logit_scale = nn.Parameter(torch.zeros(()))
-        self.register_buffer("causal_mask", torch.full((dims.context_length, dims.context_length),
-                                                       float("-inf")).triu_(1), persistent=False)
 
     def encode_video(self, clips: torch.Tensor) -> torch.Tensor:
         return self.visual(clips) @ self.image_projection
-
-    def encode_ids(self, ids: torch.Tensor) -> torch.Tensor:
-        x = self.token_embedding(ids) + self.positional_embedding.to(self.token_embedding.weight.dtype)
-        x = self.transformer(x.transpose(0, 1), self.causal_mask).transpose(0, 1)
-        x = self.ln_final(x)
-        return x[torch.arange(x.shape[0], device=x.device), ids.argmax(dim=-1)] @ self.text_projection
 
 
 def lavila_tokenize(texts: Sequence[str], context_length: int) -> torch.Tensor:
@@ -333,18 +280,13 @@ class LaViLa(TorchAdapter):
 
     @torch.no_grad()
     def encode_video(self, clips: torch.Tensor) -> torch.Tensor:
-        if clips.ndim != 5 or clips.shape[2] != 3:
-            raise InputError(f"{FAMILY}: encode_video takes [B, T, 3, H, W] frames, got {list(clips.shape)}",
-                             field="--model")
+        require_clips(FAMILY, clips)
         return self.net.encode_video(clips.to(self.device)).float()
 
     @torch.no_grad()
     def encode_text(self, texts: list[str]) -> torch.Tensor:
-        ids = lavila_tokenize(list(texts), self.dims.context_length).to(self.device)
-        if int(ids.max()) >= self.dims.vocab_size:
-            raise InputError(f"{FAMILY}: the checkpoint's vocabulary has {self.dims.vocab_size} ids; the CLIP "
-                             f"tokenizer produced {int(ids.max())}", field="--model")
-        return self.net.encode_ids(ids).float()
+        ids = self.net.check_ids(lavila_tokenize(list(texts), self.dims.context_length), FAMILY).to(self.device)
+        return self.net.encode_text(ids).float()
 
 
 def load_lavila_net(checkpoint: str | os.PathLike, *, vision_heads: int | None = None,
@@ -353,7 +295,7 @@ def load_lavila_net(checkpoint: str | os.PathLike, *, vision_heads: int | None =
     loaded = unwrap_state_dict(read_checkpoint(checkpoint, family=FAMILY))
     _architecture_of(loaded.payload, loaded.path)
     require_keys(loaded, _SIGNATURE_KEYS, family=FAMILY)
-    _require_sizes(loaded.state_dict, _SIZE_KEYS, loaded.path)
+    require_shapes(loaded.state_dict, _SIZE_KEYS, loaded.path, FAMILY)
     dims = LaViLaDimensions.from_state_dict(loaded.state_dict, loaded.path, vision_heads=vision_heads,
                                             text_heads=text_heads)
     net = LaViLaNet(dims)
@@ -436,15 +378,8 @@ def lavila(checkpoint: str | os.PathLike | None = None, frames: int | None = Non
     width // 64 rule (every published file does).
     """
     path = require_checkpoint(FAMILY, checkpoint)
-    if frames is not None and num_frames is not None and frames != num_frames:
-        raise InputError(f"{FAMILY}: frames={frames} and num_frames={num_frames} disagree; give one",
-                         field="--model-args")
-    count = frames if frames is not None else num_frames
-    if count is not None:
-        count = positive_int(FAMILY, "frames" if frames is not None else "num_frames", count)
-    for arg, value in (("vision_heads", vision_heads), ("text_heads", text_heads)):
-        if value is not None:
-            positive_int(FAMILY, arg, value)
+    count = frame_count(FAMILY, frames, num_frames)
+    optional_positive(FAMILY, vision_heads=vision_heads, text_heads=text_heads)
     net, payload = load_lavila_net(path, vision_heads=vision_heads, text_heads=text_heads)
     dims = net.dims
     spec = lavila_frame_spec(count or dims.checkpoint_frames, dims.image_size)

@@ -3,8 +3,8 @@
 Why a port: the official code (OpenGVLab/InternVideo, ``Data/InternVid/viclip/``) builds the model
 from two hard-coded sizes (``size='l'`` or ``'b'``), imports timm and decord-era helpers, and
 moves tensors to CUDA in its demo. The network is small enough to write once here, reusing the
-OpenAI CLIP blocks of `instract_eval.adapters.core.clip_net`, with every size read from the
-checkpoint's tensors so the published files and a tiny test file load through the same code.
+OpenAI CLIP blocks and text tower of `instract_eval.adapters.core.clip_net`, with every size read
+from the checkpoint's tensors so the published files and a tiny test file load through the same code.
 
 Facts of the official network that this port keeps (each checked against the official code on a
 tiny random checkpoint; ``tests/data/official/viclip/`` has the data and the script):
@@ -37,9 +37,8 @@ tiny random checkpoint; ``tests/data/official/viclip/`` has the data and the scr
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -50,15 +49,16 @@ from instract_eval.errors import InputError
 from instract_eval.media import IMAGENET_MEAN, IMAGENET_STD, FrameSpec
 
 from ..cards import SUPPORTED, ModelCard, WeightTag
-from ..core.base import TorchAdapter, positive_int, require_checkpoint
+from ..core.base import TorchAdapter, require_checkpoint
 from ..core.checkpoints import load_strict, read_checkpoint, require_keys, unwrap_state_dict
-from ..core.clip_net import LayerNorm32, Transformer
-from ..core.tokenizers import openai_tokenize
+from ..core.clip_net import LayerNorm32, TextTower, Transformer, cosine
+from ..core.shapes import (count_blocks, embedding_width, frame_count, heads_for, optional_positive, require_clips,
+                           require_patch_count, require_shapes, square_grid)
 from ..protocols import DUAL_ENCODER
 from ..registry import register_model
 
-__all__ = ["CausalTextTower", "ViclipDimensions", "JointSpaceTimeVision", "ViclipNet", "ViCLIP", "viclip",
-           "viclip_frame_spec", "resize_temporal", "load_viclip_net", "require_shapes", "heads_for", "CARD"]
+__all__ = ["ViclipDimensions", "JointSpaceTimeVision", "ViclipNet", "ViCLIP", "viclip", "viclip_frame_spec",
+           "resize_temporal", "load_viclip_net", "CARD"]
 
 FAMILY = "viclip"
 SCORE_SCALE = 100.0
@@ -68,71 +68,6 @@ def viclip_frame_spec(frames: int = 8, size: int = 224) -> FrameSpec:
     """The demo's preprocessing: squash to ``size`` x ``size``, bilinear, ImageNet statistics, no crop."""
     return FrameSpec(num_frames=frames, sampling="uniform", size=size, crop=None, mean=IMAGENET_MEAN,
                      std=IMAGENET_STD, resize="squash", interpolation="bilinear")
-
-
-# ------------------------------------------------------------------------------------------------
-# Shared helpers (InternVideo v1 uses the same text tower and checks)
-
-
-def require_shapes(state: Mapping[str, torch.Tensor], keys: Mapping[str, int], path: os.PathLike | str,
-                   family: str) -> None:
-    """The keys sizes are read from are present with their number of dimensions (one line if not)."""
-    absent = [key for key in keys if key not in state]
-    if absent:
-        shown = ", ".join(absent[:3]) + (f" and {len(absent) - 3} more" if len(absent) > 3 else "")
-        raise InputError(f"does not fit the {family} architecture: missing {shown}", path=path, field="checkpoint")
-    for key, ndim in keys.items():
-        if state[key].ndim != ndim:
-            raise InputError(f"does not fit the {family} architecture: wrong shape of {key} (file "
-                             f"{list(state[key].shape)}, expected {ndim} dimensions)", path=path, field="checkpoint")
-
-
-def heads_for(given: int | None, width: int, name: str) -> int:
-    """OpenAI's rule (width // 64, at least one) unless given; it must divide the width."""
-    heads = given if given is not None else max(1, width // 64)
-    if width % heads:
-        raise InputError(f"{name}={heads} does not divide the width {width} read from the checkpoint",
-                         field="--model-args")
-    return heads
-
-
-def count_blocks(state: Mapping[str, torch.Tensor], prefix: str) -> int:
-    return len({key[len(prefix):].split(".")[0] for key in state if key.startswith(prefix)})
-
-
-class CausalTextTower(nn.Module):
-    """OpenAI CLIP's text transformer with its key names at this module's top level.
-
-    ``[N, L]`` ids to ``[N, embed_dim]``: token + learned positions, causal blocks, ``ln_final``, the
-    feature at each row's highest id (the end token), ``text_projection``.
-    """
-
-    def __init__(self, *, context_length: int, vocab_size: int, width: int, layers: int, heads: int, embed_dim: int):
-        super().__init__()
-        self.context_length = context_length
-        self.vocab_size = vocab_size
-        self.token_embedding = nn.Embedding(vocab_size, width)
-        self.positional_embedding = nn.Parameter(torch.zeros(context_length, width))
-        self.transformer = Transformer(width, layers, heads)
-        self.ln_final = LayerNorm32(width)
-        self.text_projection = nn.Parameter(torch.zeros(width, embed_dim))
-        self.register_buffer("causal_mask", torch.full((context_length, context_length), float("-inf")).triu_(1),
-                             persistent=False)
-
-    def encode_ids(self, ids: torch.Tensor) -> torch.Tensor:
-        length = ids.shape[1]
-        x = self.token_embedding(ids) + self.positional_embedding[:length].to(self.token_embedding.weight.dtype)
-        x = self.transformer(x.transpose(0, 1), self.causal_mask[:length, :length]).transpose(0, 1)
-        x = self.ln_final(x)
-        return x[torch.arange(x.shape[0], device=x.device), ids.argmax(dim=-1)] @ self.text_projection
-
-    def tokenize(self, texts: Sequence[str], family: str) -> torch.Tensor:
-        """CLIP BPE, SOT ... EOT, cut to the context as ``clip.tokenize(truncate=True)`` cuts."""
-        ids = openai_tokenize(list(texts), self.context_length)
-        if ids.numel() and int(ids.max()) >= self.vocab_size:
-            raise InputError(f"{family}: the checkpoint's vocabulary has {self.vocab_size} ids; the CLIP tokenizer "
-                             f"produced {int(ids.max())}", field="--model")
-        return ids
 
 
 # ------------------------------------------------------------------------------------------------
@@ -171,17 +106,11 @@ class ViclipDimensions:
         if conv.shape[2] != 1:
             raise InputError(f"vision_encoder.conv1 has a temporal kernel of {conv.shape[2]} frames; ViCLIP's "
                              "published models (and this port) use 1", path=source, field="checkpoint")
-        patches = state["vision_encoder.positional_embedding"].shape[0] - 1
-        grid = math.isqrt(max(patches, 0))
-        if grid < 1 or grid * grid != patches:
-            raise InputError(f"vision_encoder.positional_embedding has {patches} patch positions, not a square grid",
-                             path=source, field="checkpoint")
+        grid = square_grid(state["vision_encoder.positional_embedding"].shape[0] - 1,
+                           "vision_encoder.positional_embedding", source)
         vision_width = conv.shape[0]
         text_width = state["text_encoder.ln_final.weight"].shape[0]
-        embed = state["vision_encoder.proj"].shape[1]
-        if state["text_encoder.text_projection"].shape[1] != embed:
-            raise InputError(f"vision_encoder.proj gives {embed}-d embeddings but text_encoder.text_projection "
-                             f"{state['text_encoder.text_projection'].shape[1]}-d", path=source, field="checkpoint")
+        embed = embedding_width(state, "vision_encoder.proj", "text_encoder.text_projection", source)
         return cls(
             embed_dim=embed,
             vision_width=vision_width,
@@ -240,10 +169,7 @@ class JointSpaceTimeVision(nn.Module):
         batch, frames = clips.shape[:2]
         x = self.conv1(clips.transpose(1, 2).to(self.conv1.weight.dtype))  # [B, W, T, h, w]
         width, grid = x.shape[1], x.shape[3] * x.shape[4]
-        if grid != self.positional_embedding.shape[0] - 1:
-            side = self.dims.image_size
-            raise InputError(f"{FAMILY}: frames of {clips.shape[-2]}x{clips.shape[-1]} pixels give {grid} patches; "
-                             f"this checkpoint has positions for {side}x{side}", field="--model")
+        require_patch_count(FAMILY, clips, grid, self.positional_embedding.shape[0] - 1, self.dims.image_size)
         patches = x.permute(0, 2, 3, 4, 1).reshape(batch, frames, grid, width)
         patches = patches + self.positional_embedding[1:].to(x.dtype)
         patches = patches + self.temporal_rows(frames).to(x.dtype).unsqueeze(2)
@@ -260,9 +186,7 @@ class ViclipNet(nn.Module):
         super().__init__()
         self.dims = dims
         self.vision_encoder = JointSpaceTimeVision(dims, frames or dims.checkpoint_frames)
-        self.text_encoder = CausalTextTower(context_length=dims.context_length, vocab_size=dims.vocab_size,
-                                            width=dims.text_width, layers=dims.text_layers, heads=dims.text_heads,
-                                            embed_dim=dims.embed_dim)
+        self.text_encoder = TextTower(dims)
 
 
 def load_viclip_net(checkpoint: str | os.PathLike, *, frames: int | None = None, vision_heads: int | None = None,
@@ -294,9 +218,7 @@ class ViCLIP(TorchAdapter):
     @torch.no_grad()
     def encode_video(self, clips: torch.Tensor) -> torch.Tensor:
         """``[B, T, 3, H, W]`` normalised frames to ``[B, D]`` unit vectors (``get_vid_features``)."""
-        if clips.ndim != 5 or clips.shape[2] != 3:
-            raise InputError(f"{FAMILY}: encode_video takes [B, T, 3, H, W] frames, got {list(clips.shape)}",
-                             field="--model")
+        require_clips(FAMILY, clips)
         return F.normalize(self.net.vision_encoder(clips.to(self.device)).float(), dim=-1)
 
     @torch.no_grad()
@@ -304,11 +226,11 @@ class ViCLIP(TorchAdapter):
         """``N`` strings to ``[N, D]`` unit vectors (``get_text_features``), 32-token context."""
         tower = self.net.text_encoder
         ids = tower.tokenize(texts, FAMILY).to(self.device)
-        return F.normalize(tower.encode_ids(ids).float(), dim=-1)
+        return F.normalize(tower.encode_text(ids).float(), dim=-1)
 
     def similarity(self, videos: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
         """The official score, ``100 * cosine`` (``get_predict_label`` before its softmax)."""
-        return SCORE_SCALE * (F.normalize(videos.float(), dim=-1) @ F.normalize(texts.float(), dim=-1).T)
+        return SCORE_SCALE * cosine(videos, texts)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -374,15 +296,8 @@ def viclip(checkpoint: str | os.PathLike | None = None, frames: int | None = Non
     attention heads, for checkpoints that do not follow the width // 64 rule (published ones do).
     """
     path = require_checkpoint(FAMILY, checkpoint)
-    if frames is not None and num_frames is not None and frames != num_frames:
-        raise InputError(f"{FAMILY}: frames={frames} and num_frames={num_frames} disagree; give one",
-                         field="--model-args")
-    count = frames if frames is not None else num_frames
-    if count is not None:
-        count = positive_int(FAMILY, "frames" if frames is not None else "num_frames", count)
-    for arg, value in (("vision_heads", vision_heads), ("text_heads", text_heads)):
-        if value is not None:
-            positive_int(FAMILY, arg, value)
+    count = frame_count(FAMILY, frames, num_frames)
+    optional_positive(FAMILY, vision_heads=vision_heads, text_heads=text_heads)
     net = load_viclip_net(path, frames=count, vision_heads=vision_heads, text_heads=text_heads)
     dims = net.dims
     spec = viclip_frame_spec(net.vision_encoder.frames, dims.image_size)
