@@ -27,6 +27,13 @@ Flags an adapter may set as class attributes (read through the functions below, 
     What a localizer reads: ``("features",)`` for a feature-based head (ActionFormer on
     precomputed feature files), ``("video",)`` for a frame-based one (a VLM, an end-to-end
     detector); both when unset. A task that gives the other kind is refused before localizing.
+``list_dependent_scores``
+    A pair scorer whose score of a caption depends on the other captions of its list (the
+    letter-choice protocol of a generative VLM lists every option in one prompt): the encoder then
+    scores each caption list on its own instead of concatenating the lists of one clip.
+``scoring``
+    One line saying how a pair scorer scores (``"mean token log-likelihood under the chat
+    template"``, ``"probability of the option's letter"``): engines write it into the result.
 ``sliding_window``
     For a dual encoder, the settings of the engine's zero-shot sliding-window localization
     (``window_s``, ``stride_s``, ``tau``, ``text``): a dual encoder localizes through the run's
@@ -66,6 +73,12 @@ __all__ = [
     "has_own_similarity",
     "localizer_inputs",
     "LOCALIZER_INPUTS",
+    "FEATURE_EXTRACTOR",
+    "FIXED_LABEL_CLASSIFIER",
+    "FeatureExtractor",
+    "FixedLabelClassifier",
+    "list_dependent_scores",
+    "scoring_description",
 ]
 
 # The class attributes an adapter may set to change how engines treat it (see the module docstring).
@@ -74,6 +87,8 @@ FLAGS: Mapping[str, str] = {
     "answers_in_text": "a localizer answering in text: hallucination rates are reported",
     "localizer_inputs": "what a localizer reads: features, video, or both",
     "sliding_window": "a dual encoder's sliding-window localization settings",
+    "list_dependent_scores": "a pair scorer whose scores depend on the whole caption list",
+    "scoring": "how a pair scorer scores, in one line (recorded in results)",
 }
 LOCALIZER_INPUTS = ("features", "video")
 
@@ -123,6 +138,30 @@ class PairScorer(Protocol):
         ...
 
 
+@runtime_checkable
+class FeatureExtractor(Protocol):
+    """A video backbone giving features for feature-based heads (S3D ``mixed_5c``, VideoMAE, V-JEPA 2)."""
+
+    def frame_spec(self) -> FrameSpec: ...
+
+    def extract_features(self, clips: torch.Tensor) -> torch.Tensor:
+        """``[B, T, 3, H, W]`` clips to ``[B, C]`` features (one vector per clip)."""
+        ...
+
+
+@runtime_checkable
+class FixedLabelClassifier(Protocol):
+    """A video classifier over its own label set (V-JEPA 2's published probes); ``labels`` names its outputs."""
+
+    labels: Sequence[str]
+
+    def frame_spec(self) -> FrameSpec: ...
+
+    def classify(self, clips: torch.Tensor) -> torch.Tensor:
+        """``[B, T, 3, H, W]`` clips to ``[B, len(labels)]`` logits."""
+        ...
+
+
 @dataclass(frozen=True)
 class Segment:
     """One localized action: seconds, class name, confidence."""
@@ -151,8 +190,12 @@ DUAL_ENCODER = "dual_encoder"
 TOKEN_ENCODER = "token_encoder"
 PAIR_SCORER = "pair_scorer"
 LOCALIZER = "localizer"
+FEATURE_EXTRACTOR = "feature_extractor"
+FIXED_LABEL_CLASSIFIER = "fixed_label_classifier"
 CAPABILITIES: Mapping[str, type] = {DUAL_ENCODER: VideoTextModel, TOKEN_ENCODER: VideoTokenModel,
-                                    PAIR_SCORER: PairScorer, LOCALIZER: Localizer}
+                                    PAIR_SCORER: PairScorer, LOCALIZER: Localizer,
+                                    FEATURE_EXTRACTOR: FeatureExtractor,
+                                    FIXED_LABEL_CLASSIFIER: FixedLabelClassifier}
 
 
 def wants_leaf_augmentation(model: Any) -> bool:
@@ -173,6 +216,17 @@ def localizer_inputs(model: Any) -> tuple[str, ...]:
     if unknown or not inputs:
         raise ValueError(f"localizer_inputs must be some of {LOCALIZER_INPUTS}, got {declared!r}")
     return inputs
+
+
+def list_dependent_scores(model: Any) -> bool:
+    """Whether a pair scorer's scores depend on the whole caption list (score each list alone)."""
+    return bool(getattr(model, "list_dependent_scores", False))
+
+
+def scoring_description(model: Any) -> str | None:
+    """The pair scorer's own one-line statement of how it scores, if it gives one."""
+    value = getattr(model, "scoring", None)
+    return value if isinstance(value, str) and value else None
 
 
 def has_own_similarity(model: Any) -> bool:

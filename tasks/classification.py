@@ -11,7 +11,9 @@ With ``m = 1`` this is the plain zero-shot logit; with the class's synonym child
 leaf augmentation. A model with a similarity of its own is scored with it in place of the cosine;
 a pair scorer (a cross-encoder, a video-conditioned text tower) scores each (clip, text) pair
 itself: every clip against every text its group's classes are named by in any label set, which
-costs clips x texts pairs (stated in the result's ``scoring``). ``tau`` is the protocol's ``tau`` (ACE: 0.02; 1 when absent); it scales every
+costs clips x texts pairs (stated in the result's ``scoring``). A classifier over a fixed label
+set (a published probe) scores a class by its logit for the label that names it: every text
+naming a task class must be one of its labels, else the task is refused before decoding. ``tau`` is the protocol's ``tau`` (ACE: 0.02; 1 when absent); it scales every
 logit alike, so predictions do not depend on it, but the logged scores are ACE's. A request with
 several temporal clips (ACE: 3) is scored per clip and the scores averaged (multi-view testing).
 
@@ -35,7 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from instract_eval.adapters.protocols import PAIR_SCORER, task_frame_spec
+from instract_eval.adapters.protocols import FIXED_LABEL_CLASSIFIER, PAIR_SCORER, task_frame_spec
+from instract_eval.errors import InputError
 from instract_eval.media import ClipRequest
 from instract_eval.metrics import classification_metrics, harmonic_mean, runs_summary
 from instract_eval.encoding import Encoder
@@ -103,6 +106,8 @@ def evaluate_classification(encoder: Encoder, task: ClassificationTask, *, name:
     label_sets = (task.default, *task.runs)
     if capability == PAIR_SCORER:
         group_scores, kept, failed, scoring = _pair_scorer(encoder, task.items, label_sets, spec)
+    elif capability == FIXED_LABEL_CLASSIFIER:
+        group_scores, kept, failed, scoring = _fixed_labels(encoder, task.items, label_sets, spec, name)
     else:
         group_scores, kept, failed, scoring = _dual_encoder(encoder, task.items, label_sets, spec)
     if not kept:
@@ -189,6 +194,26 @@ def _pair_scorer(encoder: Encoder, items: Sequence[ClassificationItem], label_se
     kept = [item for item in items if (item.video.key(), group_texts[item.group]) in scored.scores]
     pairs = sum(len(group_texts[item.group]) for item in kept)
     return group_scores, kept, scored.failed, {"method": "pair scorer", "pairs": pairs}
+
+
+def _fixed_labels(encoder: Encoder, items: Sequence[ClassificationItem], label_sets: Sequence[LabelSet],
+                  spec: Any, task: str) -> tuple[GroupScores, list[ClassificationItem], dict, dict]:
+    """Scores from a fixed-label classifier: a class scores the mean logit of the labels naming it."""
+    labels = list(encoder.model.labels)
+    column = {label: index for index, label in enumerate(labels)}
+    unknown = sorted({t for s in label_sets for ts in s.texts.values() for t in ts if t not in column})
+    if unknown:
+        shown = ", ".join(repr(t) for t in unknown[:3]) + (f" and {len(unknown) - 3} more" if len(unknown) > 3 else "")
+        raise InputError(f"task {task}: the classifier's {len(labels)} labels do not include {shown}; a "
+                         "fixed-label classifier can only score classes named by its own labels", field="--model")
+    logits = encoder.videos([item.video for item in items], spec, method="classify", keep_clips=True)
+
+    def group_scores(members: Sequence[ClassificationItem], class_texts: Sequence[Sequence[str]]) -> np.ndarray:
+        rows = np.stack([logits.embeddings[item.video.key()].mean(axis=0) for item in members])  # [n, labels]
+        return np.stack([rows[:, [column[t] for t in texts]].mean(axis=1) for texts in class_texts], axis=1)
+
+    kept = [item for item in items if item.video.key() in logits.embeddings]
+    return group_scores, kept, logits.failed, {"method": "fixed-label classifier", "labels": len(labels)}
 
 
 def _class_scores(clips: np.ndarray, class_texts: Sequence[np.ndarray]) -> np.ndarray:

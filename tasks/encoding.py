@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from instract_eval.adapters.protocols import (DUAL_ENCODER, LOCALIZER, PAIR_SCORER, TOKEN_ENCODER,
-                                              require_capability)
+from instract_eval.adapters.protocols import (DUAL_ENCODER, FIXED_LABEL_CLASSIFIER, LOCALIZER, PAIR_SCORER,
+                                              TOKEN_ENCODER, require_capability)
 
 __all__ = ["CAPABILITY_OF_KIND", "engine_capability", "cosine_scores"]
 
@@ -21,7 +21,7 @@ __all__ = ["CAPABILITY_OF_KIND", "engine_capability", "cosine_scores"]
 CAPABILITY_OF_KIND: Mapping[str, tuple[str, ...]] = {
     "mcq": (DUAL_ENCODER, PAIR_SCORER),
     "retrieval": (DUAL_ENCODER, PAIR_SCORER),
-    "classification": (DUAL_ENCODER, PAIR_SCORER),
+    "classification": (DUAL_ENCODER, PAIR_SCORER, FIXED_LABEL_CLASSIFIER),
     "localization": (LOCALIZER, DUAL_ENCODER),
     "alignment": (TOKEN_ENCODER,),
 }

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from instract_eval.adapters.protocols import Segment, has_own_similarity
+from instract_eval.adapters.protocols import Segment, has_own_similarity, list_dependent_scores
 from instract_eval.errors import InputError
 from instract_eval.media import ClipRequest, FrameSpec, clip_loader
 
@@ -156,7 +156,8 @@ class Encoder:
         """``model.score`` of each unique (clip request, caption list): a pair scorer's answers.
 
         A clip needed with several caption lists is decoded once and scored once, against their
-        concatenation; the scores of a request's temporal clips are averaged. Missing or broken
+        concatenation (each list on its own for a scorer with ``list_dependent_scores``); the scores
+        of a request's temporal clips are averaged. Missing or broken
         files raise unless ``allow_missing``, as for `videos`.
         """
         wanted: dict[str, dict[tuple[str, ...], None]] = {}
@@ -169,6 +170,7 @@ class Encoder:
         def entry(key: str, texts: tuple[str, ...]) -> str:
             return f"{identity[key]}|{digest(list(texts))}"
 
+        separate = list_dependent_scores(self.model)
         namespace = self._namespace("score", frame_spec=spec.key())
         stored = self._stored(namespace)
         todo = self._agreed_todo(key for key, lists in wanted.items() if any(entry(key, t) not in stored for t in lists))
@@ -181,7 +183,12 @@ class Encoder:
             for batch in self._progress(loader, f"{self.label} scoring", total=len(share),
                                         step=lambda batch: len(batch.keys)):
                 size, num_clips = batch.clips.shape[:2]
-                for rows, texts in _same_length_groups([[t for ts in wanted[key] for t in ts] for key in batch.keys]):
+                # One job per clip and its caption lists, concatenated; or, for a scorer whose scores
+                # depend on the whole list (letter choice), one job per (clip, caption list).
+                jobs = [(row, lists) for row, key in enumerate(batch.keys)
+                        for lists in ([[*wanted[key]]] if not separate else [[texts] for texts in wanted[key]])]
+                for members, texts in _same_length_groups([[t for ts in lists for t in ts] for _, lists in jobs]):
+                    rows = [jobs[member][0] for member in members]
                     clips = batch.clips[rows].flatten(0, 1)
                     per_clip = [texts[i // num_clips] for i in range(len(rows) * num_clips)]
                     scores = self._forward("score", lambda index: self.model.score(
@@ -189,9 +196,9 @@ class Encoder:
                     scores = scores.reshape(len(rows), num_clips, -1).mean(dim=1).numpy()
                     keys = [batch.keys[row] for row in rows]
                     _check_finite(scores, keys, "(clip, caption) scores")
-                    for key, row in zip(keys, scores):
+                    for member, key, row in zip(members, keys, scores):
                         start = 0
-                        for caption_list in wanted[key]:
+                        for caption_list in jobs[member][1]:
                             outputs[entry(key, caption_list)] = row[start:start + len(caption_list)]
                             start += len(caption_list)
                 self.counts["clips_encoded"] += size * num_clips

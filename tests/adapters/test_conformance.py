@@ -11,18 +11,22 @@ relative to that folder; the reference models (random, null, synth-*) need none.
 - its weights survive a save -> load round trip into a freshly created model;
 - ``instract-eval run --model NAME --model-args checkpoint=TINY --task synth-semantic`` works.
 
-A registered model without conformance data fails the first test.
+A registered model without conformance data fails the first test. A model listed as unsupported
+(no published weights) needs none: it must refuse to be created, with the card's reason.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 import torch
 
 from instract_eval.adapters import available_models, card_of, create_model
+from instract_eval.adapters.cards import UNSUPPORTED
+from instract_eval.errors import InputError
 from instract_eval.adapters.protocols import DUAL_ENCODER, PAIR_SCORER, capabilities_of
 from instract_eval.cli import main
 
@@ -45,7 +49,10 @@ def conformance_entries() -> dict[str, list[dict]]:
 
 
 ENTRIES = conformance_entries()
-REGISTERED = sorted(entry.name for entry in available_models() if entry.source == "built-in")
+REGISTERED = sorted(entry.name for entry in available_models()
+                    if entry.source == "built-in" and entry.card is not None and entry.card.status != UNSUPPORTED)
+UNSUPPORTED_MODELS = sorted(entry.name for entry in available_models()
+                            if entry.card is not None and entry.card.status == UNSUPPORTED)
 CASES = [pytest.param(name, index, id=f"{name}-{index}" if len(ENTRIES.get(name, [])) > 1 else name)
          for name in REGISTERED for index in range(len(ENTRIES.get(name, [])))]
 
@@ -67,6 +74,14 @@ def test_every_registered_model_has_conformance_data():
     assert not missing, f"registered models without tests/data/official/*/conformance.json entries: {missing}"
     unknown = [name for name in ENTRIES if name not in REGISTERED]
     assert not unknown, f"conformance entries for models that are not registered: {unknown}"
+
+
+@pytest.mark.parametrize("name", UNSUPPORTED_MODELS)
+def test_an_unsupported_model_is_listed_and_refuses_with_its_reason(name):
+    card = card_of(name)
+    assert card.status_reason and card.paper
+    with pytest.raises(InputError, match=re.escape(card.status_reason[:30])):
+        create_model(name)
 
 
 @pytest.mark.parametrize("name, index", CASES)

@@ -220,3 +220,37 @@ def test_label_rows_errors(tmp_path):
         rows_task(tmp_path, [{"video": "up", "label": "brighten"}, {"video": "up", "label": "jump"}])
     with pytest.raises(InputError, match=r"protocol\.prompt"):
         rows_task(tmp_path, [{"video": "up", "label": "brighten"}], prompt="a video")
+
+
+class FixedLabels:
+    """A probe over its own labels: logits (darkening, brightening, 0) read off the brightness change."""
+
+    name = "fixed-labels"
+    labels = ("darken", "brighten", "stay")
+
+    def frame_spec(self):
+        return BrightnessModel().frame_spec()
+
+    def classify(self, clips):
+        video = BrightnessModel().encode_video(clips)
+        return torch.cat([video, torch.zeros(len(clips), 1)], dim=1)
+
+
+def test_a_fixed_label_classifier_scores_classes_by_their_labels_logits(ramps):
+    items = (ClassificationItem(ClipRequest(str(ramps["up"]), 0.0, 2.0), "brighten", sample_id="up"),
+             ClassificationItem(ClipRequest(str(ramps["down"]), 0.0, 2.0), "darken", sample_id="down"))
+    task = ClassificationTask(items, one_group({"brighten": ("brighten",), "darken": ("darken",)}))
+    result = evaluate_classification(Encoder(FixedLabels()), task, name="toy", protocol=PROTOCOL)
+    assert result["metrics"] == {"accuracy": 1.0, "macro_f1": 1.0}
+    assert result["scoring"] == {"method": "fixed-label classifier", "labels": 3}
+    up = next(s for s in result["samples"] if s["id"] == "up")
+    logits = FixedLabels().classify(torch.zeros(1, 4, 3, 8, 8))  # shape only; the values are checked below
+    assert len(up["scores"]) == 2 and logits.shape == (1, 3)
+    assert up["scores"][0] > 0.1 and up["scores"][1] == pytest.approx(1e-3, abs=1e-6)  # brighten logit, darken ~0
+
+
+def test_a_fixed_label_classifier_refuses_classes_it_has_no_label_for(ramps):
+    items = (ClassificationItem(ClipRequest(str(ramps["up"]), 0.0, 2.0), "brighten", sample_id="up"),)
+    task = ClassificationTask(items, one_group({"brighten": ("lighten up",), "darken": ("darken",)}))
+    with pytest.raises(InputError, match="the classifier's 3 labels do not include 'lighten up'"):
+        evaluate_classification(Encoder(FixedLabels()), task, name="toy", protocol=PROTOCOL)

@@ -91,6 +91,7 @@ def pair_only(model):
     class PairOnly:
         name = "pair-only"
         frame_spec = model.frame_spec
+        list_dependent_scores = getattr(model, "list_dependent_scores", False)
 
         def score(self, clips, texts):
             return model.score(clips, texts)
@@ -118,3 +119,27 @@ def test_a_pair_scorer_retrieves_as_the_equivalent_dual_encoder(clips, tmp_path)
     pair = evaluate_retrieval(Encoder(pair_only(PairDot())), items, task="toy", protocol=PROTOCOL)
     assert pair["per_pool"] == dual["per_pool"] and pair["metrics"] == dual["metrics"]
     assert pair["scoring"] == {"method": "pair scorer", "pairs": 8}
+
+
+@pytest.mark.parametrize("separate", [True, False])
+def test_list_dependent_scorers_get_each_caption_list_on_its_own(clips, separate):
+    """A letter-choice scorer's scores depend on the whole list (here: a softmax over it), so the
+    encoder must not concatenate a clip's lists; a plain pair scorer still gets one call per clip."""
+    calls = []
+
+    class Softmax(PairDot):
+        list_dependent_scores = separate
+
+        def score(self, clips, texts):
+            calls.append([len(captions) for captions in texts])
+            return torch.softmax(super().score(clips, texts), dim=1)
+
+    scored = Encoder(pair_only(Softmax())).pair_scores([(clips[0], ("big", "exact")), (clips[0], ("exact", "big", "big"))],
+                                                      Softmax().frame_spec())
+    first, second = scored.scores[(clips[0].key(), ("big", "exact"))], scored.scores[(clips[0].key(), ("exact", "big", "big"))]
+    if separate:
+        assert sorted(calls) == [[2], [3]]
+        assert first.sum() == pytest.approx(1.0) and second.sum() == pytest.approx(1.0)
+    else:
+        assert calls == [[5]]
+        assert first.sum() + second.sum() == pytest.approx(1.0)
