@@ -43,7 +43,7 @@ from instract_eval.media import ClipRequest
 from instract_eval.metrics import classification_metrics, harmonic_mean, runs_summary
 from instract_eval.encoding import Encoder
 
-from .encoding import engine_capability
+from .encoding import engine_capability, pair_scoring
 
 __all__ = ["ClassificationItem", "LabelSet", "ClassificationTask", "evaluate_classification"]
 
@@ -193,7 +193,7 @@ def _pair_scorer(encoder: Encoder, items: Sequence[ClassificationItem], label_se
 
     kept = [item for item in items if (item.video.key(), group_texts[item.group]) in scored.scores]
     pairs = sum(len(group_texts[item.group]) for item in kept)
-    return group_scores, kept, scored.failed, {"method": "pair scorer", "pairs": pairs}
+    return group_scores, kept, scored.failed, pair_scoring(encoder.model, pairs)
 
 
 def _fixed_labels(encoder: Encoder, items: Sequence[ClassificationItem], label_sets: Sequence[LabelSet],

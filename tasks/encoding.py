@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from instract_eval.adapters.protocols import (DUAL_ENCODER, FIXED_LABEL_CLASSIFIER, LOCALIZER, PAIR_SCORER,
-                                              TOKEN_ENCODER, require_capability)
+                                              TOKEN_ENCODER, require_capability, scoring_description)
 
-__all__ = ["CAPABILITY_OF_KIND", "engine_capability", "cosine_scores"]
+__all__ = ["CAPABILITY_OF_KIND", "engine_capability", "cosine_scores", "pair_scoring"]
 
 # The capabilities each engine can work with, in order of preference.
 CAPABILITY_OF_KIND: Mapping[str, tuple[str, ...]] = {
@@ -33,6 +33,15 @@ def engine_capability(model: Any, kind: str, task: str) -> str:
     The one capability check: the engines call it, and so does the run before any decoding.
     """
     return require_capability(model, CAPABILITY_OF_KIND[kind], task)
+
+
+def pair_scoring(model: Any, pairs: int) -> dict:
+    """The result's ``scoring`` for a pair scorer: how many (clip, caption) pairs, and how it scores."""
+    scoring: dict[str, Any] = {"method": "pair scorer", "pairs": pairs}
+    protocol = scoring_description(model)
+    if protocol is not None:
+        scoring["protocol"] = protocol
+    return scoring
 
 
 def cosine_scores(queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:

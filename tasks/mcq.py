@@ -27,7 +27,7 @@ from instract_eval.metrics import mcq_metrics
 from instract_eval.metrics.ranking import ground_truth_ranks
 from instract_eval.encoding import Encoder
 
-from .encoding import cosine_scores, engine_capability
+from .encoding import cosine_scores, engine_capability, pair_scoring
 
 __all__ = ["MCQItem", "evaluate_mcq"]
 
@@ -77,6 +77,8 @@ def evaluate_mcq(encoder: Encoder, items: Sequence[MCQItem], *, task: str, proto
     return {
         "metrics": metrics,
         "chance": float(np.mean(1.0 / mask.sum(axis=1))),
+        "scoring": (pair_scoring(model, int(mask.sum())) if capability != DUAL_ENCODER else
+                    {"method": "model similarity" if encoder.own_similarity else "cosine"}),
         "coverage": {"evaluated": len(kept), "total": len(items), "fraction": len(kept) / len(items),
                      "failed_videos": failed},
         "samples": [{"id": item.sample_id, "video": _video_of(item), "scores": row[m].tolist(),

@@ -31,7 +31,7 @@ from instract_eval.metrics import pooled_retrieval_metrics, recall_by_pool_size,
 from instract_eval.metrics.ranking import ground_truth_ranks
 from instract_eval.encoding import Encoder
 
-from .encoding import engine_capability
+from .encoding import engine_capability, pair_scoring
 
 __all__ = ["RetrievalItem", "evaluate_retrieval"]
 
@@ -179,6 +179,7 @@ class _PairScores:
             self.captions.setdefault(item.pool, ())
         for pool in self.captions:
             self.captions[pool] = tuple(dict.fromkeys(item.text for item in items if item.pool == pool))
+        self.model = encoder.model
         scored = encoder.pair_scores([(item.video, self.captions[item.pool]) for item in items], spec)
         self.scores, self.failed = scored.scores, scored.failed
         self.pairs = sum(len(captions) for _, captions in self.scores)
@@ -194,7 +195,7 @@ class _PairScores:
         return np.stack([self.scores[(video.key(), captions)][columns] for video in videos], axis=1)
 
     def describe(self) -> dict:
-        return {"method": "pair scorer", "pairs": self.pairs}
+        return pair_scoring(self.model, self.pairs)
 
 
 def _unit(matrix: np.ndarray) -> np.ndarray:
