@@ -174,7 +174,8 @@ def create_model(name: str, **kwargs: Any) -> Any:
 
     ``pretrained=TAG`` names one of the card's weight tags: it is fetched (or found in the cache)
     and passed on as ``checkpoint=PATH`` with the tag's own arguments; ``checkpoint=PATH`` is a
-    file or directory the user has. Raises `InputError` (field ``--model``) for an unknown name
+    file or directory the user has. A torch model comes back in evaluation mode. Raises
+    `InputError` (field ``--model``) for an unknown name
     (with close matches), a plugin or module that fails to import (with the original exception),
     and (field ``--model-args``) for an unknown tag, arguments the factory does not accept or
     required ones that are missing. Exceptions raised by the factory itself propagate unchanged.
@@ -192,7 +193,22 @@ def create_model(name: str, **kwargs: Any) -> Any:
     if model is None:
         raise InputError(f"model {name}: factory {_qualified(factory)} returned None instead of a model",
                          field=_MODEL_FIELD)
+    _evaluation_mode(model)
     return model
+
+
+def _evaluation_mode(model: Any) -> None:
+    """A created torch model is in evaluation mode (dropout off, normalisation statistics frozen).
+
+    The runner calls ``.eval()`` too, but a user who calls ``create_model(...).encode_video(...)``
+    directly must get the same numbers as the run, not a dropout sample.
+    """
+    try:
+        import torch
+    except ImportError:  # a plugin without torch
+        return
+    if isinstance(model, torch.nn.Module):
+        model.eval()
 
 
 def _resolve(name: str) -> Callable[..., Any]:

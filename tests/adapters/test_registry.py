@@ -397,3 +397,17 @@ def test_fingerprint_accepts_non_json_values():
     first = model_fingerprint("w", {"path": Path("/w.bin"), "pair": (1, 2)}, _Weighted("a"))
     assert first == model_fingerprint("w", {"path": Path("/w.bin"), "pair": (1, 2)}, _Weighted("a"))
     assert first != model_fingerprint("w", {"path": Path("/v.bin"), "pair": (1, 2)}, _Weighted("a"))
+
+
+def test_a_created_torch_model_is_in_evaluation_mode(isolated):
+    """create_model(...).encode_video(...) outside the runner must not sample dropout."""
+    import torch
+
+    @register_model("test-dropout")
+    def make():
+        return torch.nn.Sequential(torch.nn.Dropout(0.5))
+
+    model = create_model("test-dropout")
+    assert not model.training
+    x = torch.ones(1000)
+    assert torch.equal(model(x), x)
