@@ -27,10 +27,12 @@ hard negatives are hard by construction, is documented in `vocabulary`, `motion`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,14 +124,45 @@ def read_manifest(out_dir: str | os.PathLike) -> WorldManifest | None:
 
 def ensure_world(out_dir: str | os.PathLike, *, seed: int = 0, size: str | WorldSize = "default") -> WorldManifest:
     """The world in ``out_dir`` if it was made by this generator version with this seed and size,
-    otherwise a freshly generated one (the cache entry point for the embedded default)."""
+    otherwise a freshly generated one (the cache entry point for the embedded default).
+
+    Two first runs on one fresh cache must not both generate: the second would replace the world
+    the first is already reading. Generation therefore happens under an exclusive lock on a file
+    beside the world; whoever waited for the lock finds the world made and reuses it.
+    """
     spec = world_size(size)
+    found = _usable_world(out_dir, seed, spec)
+    if found is not None:
+        return found
+    with _exclusive_lock(Path(out_dir).parent / f".{Path(out_dir).name}.lock"):
+        found = _usable_world(out_dir, seed, spec)  # made by the process we waited for
+        return found if found is not None else generate_world(out_dir, seed=seed, size=spec)
+
+
+def _usable_world(out_dir: str | os.PathLike, seed: int, spec: WorldSize) -> WorldManifest | None:
     found = read_manifest(out_dir)
     if found is not None and found.seed == seed and found.generator_version == GENERATOR_VERSION:
         document = json.loads((Path(out_dir) / writers.MANIFEST).read_text(encoding="utf-8"))
         if document.get("size_spec") == spec.as_dict():
             return found
-    return generate_world(out_dir, seed=seed, size=spec)
+    return None
+
+
+@contextlib.contextmanager
+def _exclusive_lock(path: Path) -> Iterator[None]:
+    """An advisory lock held across processes (``flock``); where there is none, no lock."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: generation is still atomic, only not exclusive
+            yield
+            return
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _check_replaceable(out: Path) -> None:
