@@ -132,8 +132,11 @@ def load_registry(includes: Iterable[str | os.PathLike] = ()) -> Registry:
         path = Path(include)
         try:
             document = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, IsADirectoryError):
+        except FileNotFoundError:
             raise InputError("no such file", path=path, field="--include") from None
+        except IsADirectoryError:
+            raise InputError("is a directory; --include takes a task file (YAML), such as the tasks.yaml that "
+                             "instract-eval synth writes", path=path, field="--include") from None
         except yaml.YAMLError as exc:
             raise InputError(f"not valid YAML ({_first_line(exc)})", path=path) from None
         more_tasks, more_groups = parse_registry(document, source=str(path), base_dir=path.resolve().parent)

@@ -121,7 +121,7 @@ CASES = {
     "mcq empty file": (_npy_case("mcq", {}, {"--scores": "s.npy"}, raw={"s.npy": b""}),
                        ["s.npy", "file is empty"]),
     "mcq not npy": (_npy_case("mcq", {}, {"--scores": "s.npy"}, raw={"s.npy": b"hello"}),
-                    ["s.npy", "not a readable .npy"]),
+                    ["s.npy", "is not a .npy file"]),
     "mcq missing file": (_npy_case("mcq", {}, {"--scores": "absent.npy"}), ["absent.npy", "file not found"]),
     "retrieval non-square": (_npy_case("retrieval", {"s.npy": np.ones((2, 3))}, {"--similarity": "s.npy"}),
                              ["s.npy", "needs --text-to-video"]),
@@ -201,3 +201,28 @@ def test_output_into_missing_directory_is_an_error(tmp_path, capsys):
         main(["score", "mcq", "--scores", str(tmp_path / "s.npy"), "--output", str(tmp_path / "nope" / "r.json")])
     assert exit_info.value.code == 2
     assert "--output" in capsys.readouterr().err
+
+
+def _cli(capsys, *argv) -> tuple[int, str]:
+    try:
+        main(list(argv))
+        code = 0
+    except SystemExit as exit:
+        code = exit.code or 0
+    return code, capsys.readouterr().err
+
+
+def test_each_wrong_argument_gets_its_own_accurate_line(tmp_path, capsys, world):
+    """Issue 12, item 8: negative workers, a directory as --include, a text file named .npy."""
+    code, err = _cli(capsys, "run", "--model", "random", "--include", str(world / "tasks.yaml"), "--task",
+                     "synth-aa", "--workers", "-1", "--output", str(tmp_path / "out"), "--no-site")
+    assert code == 2 and "--workers: the number of decoding workers must be 0" in err and "-1" in err
+    assert not (tmp_path / "out").exists()
+    code, err = _cli(capsys, "list", "tasks", "--include", str(tmp_path))
+    assert code == 2 and "--include: is a directory; --include takes a task file (YAML)" in err
+    (tmp_path / "logits.npy").write_text("0.1 0.9\n")
+    np.save(tmp_path / "labels.npy", np.array([1]))
+    code, err = _cli(capsys, "score", "classification", "--logits", str(tmp_path / "logits.npy"),
+                     "--labels", str(tmp_path / "labels.npy"))
+    assert code == 2 and "logits.npy: is not a .npy file (it does not start with the NumPy header" in err
+    assert "pickled" not in err

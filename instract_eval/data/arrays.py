@@ -22,8 +22,12 @@ def read_array(
     path = Path(path)
     try:
         with path.open("rb") as handle:
-            if not handle.read(1):
-                raise InputError("file is empty", path=path)
+            head = handle.read(6)
+        if not head:
+            raise InputError("file is empty", path=path)
+        if head != b"\x93NUMPY" and not head.startswith(b"PK"):
+            raise InputError("is not a .npy file (it does not start with the NumPy header; write it with "
+                             "numpy.save)", path=path)
         array = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise InputError("file not found", path=path) from None

@@ -79,6 +79,9 @@ class Encoder:
         if batch_size < 1 or text_batch_size < 1:
             raise InputError(f"batch size must be at least 1, got {min(batch_size, text_batch_size)}",
                              field="--batch-size")
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise InputError(f"the number of decoding workers must be 0 (decode in this process) or more, got "
+                             f"{num_workers!r}", field="--workers")
         if precision not in PRECISIONS:
             raise InputError(f"unknown precision '{precision}' (choose from {', '.join(PRECISIONS)})",
                              field="--precision")

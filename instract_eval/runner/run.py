@@ -112,6 +112,9 @@ def run_evaluation(models: Sequence[ModelRequest], task_names: Sequence[str], re
         raise InputError("fp16 autocast needs a GPU; use --precision bf16 or fp32 on the CPU", field="--precision")
     for directory, flag in ((options.output, "--output"), (options.cache_dir, "--cache-dir")):
         _require_directory(directory, flag)
+    if isinstance(options.workers, bool) or not isinstance(options.workers, int) or options.workers < 0:
+        raise InputError(f"the number of decoding workers must be 0 (decode in this process) or more, got "
+                         f"{options.workers!r}", field="--workers")
     specs = registry.resolve(task_names)
     named = {name for name in task_names if name in registry.tasks}
     report = RunReport(is_main=ranks.is_main)
