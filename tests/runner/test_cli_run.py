@@ -109,3 +109,22 @@ def test_run_with_no_arguments_compares_the_two_synth_models(capsys, tmp_path, m
     assert f"leaderboard of every record in results/: {Path('results-site') / 'index.html'}" in out
     assert "Synthetic action world" in index.read_text()
     assert len(list((tmp_path / "results-site").glob("synth-*.html"))) == 9
+    # The README shows this table whole, row for row and digit for digit.
+    assert _readme_default_table() == _printed_table(out)
+
+
+def _printed_table(out: str) -> list[list[str]]:
+    """The rows of the summary table as printed: the cells between the box-drawing bars."""
+    return [[cell.strip() for cell in line.strip("│").split("│")] for line in out.splitlines() if line.startswith("│")]
+
+
+def _readme_default_table() -> list[list[str]]:
+    """The rows of the README's default-run table, header and rule excluded."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text().splitlines()
+    start = readme.index("| task | metric | synth-bag-of-frames | synth-temporal |") + 2
+    rows = []
+    for line in readme[start:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
