@@ -125,7 +125,8 @@ def classification_task(spec: TaskSpec, location: DataLocation, *,
         names = read_class_names(location.files["classes"])
         items = tuple(ClassificationItem(_row_request(clip, videos, protocol), clip.label,
                                          sample_id=f"{spec.name}/{clip.where}")
-                      for clip in read_labelled_clips(location.files["annotations"], names))
+                      for clip in read_labelled_clips(location.files["annotations"], names,
+                                                      class_list=str(location.files["classes"])))
         default = LabelSet("default", {ALL: tuple(names)}, {n: (prompt.format(n),) for n in names})
         return ClassificationTask(items, default, leaf_augmentation=False)
     if spec.format != "srt":

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from .generic import read_lines, read_records, record_string, record_window
+from .labels import check_label
 
 __all__ = ["LabelledClip", "CaptionedClip", "read_labelled_clips", "read_captioned_clips", "read_class_names",
            "clip_video_path"]
@@ -71,14 +72,12 @@ def read_labelled_clips(path: str | os.PathLike, classes: list[str] | tuple[str,
 
     ``class_list`` names the file the classes came from, for that error.
     """
-    known = set(classes)
+    known = dict.fromkeys(classes)
+    declared_by = f"the class list {class_list}" if class_list else "the class list"
     clips = []
     for record in read_records(path, ["video", "label"]):
-        label = record_string(record, "label")
-        if label not in known:
-            source = f" {class_list}" if class_list else ""
-            raise InputError(f"unknown class '{label}' (not in the class list{source})", path=record.path,
-                             field=f"{record.where}.label")
+        label = check_label(record_string(record, "label"), known, declared_by=declared_by, path=record.path,
+                            field=f"{record.where}.label")
         start, end = record_window(record)
         clips.append(LabelledClip(record.where, record_string(record, "video"), start, end, label))
     return clips

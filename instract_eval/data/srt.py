@@ -25,10 +25,12 @@ Three inputs, three readers:
        screw bolt,seen,screw bolt|tighten bolt
        spin block,unseen,
 
-   Given ``dataset="ata"``, the unseen classes must be exactly the table's roots for that dataset.
+   Given ``dataset="ata"``, the unseen classes must be exactly the table's roots for that dataset
+   (and, for a table that lists ``seen_actions``, the seen classes exactly its seen roots).
 
 3. The clips (`read_clips`): one row per trimmed video with ``video``, ``label`` and optionally
-   ``start`` and ``end`` in seconds (both or neither; neither = the whole file)::
+   ``start`` and ``end`` in seconds (both or neither; neither = the whole file); a label that is
+   not a class is an error naming the row, with the closest classes::
 
        {"video": "P03_cam2_0141", "start": 12.0, "end": 15.0, "label": "spin block"}
 
@@ -61,6 +63,7 @@ from ..errors import InputError
 from .cliplist import read_labelled_clips
 from .generic import Record, read_records, read_text, record_string
 from .jsonfile import parse_yaml, require_key, require_list, require_mapping, require_number, require_string
+from .labels import check_label, did_you_mean
 
 SRT_DATASETS = ("ata", "ikea", "gtea")
 SPLITS = ("seen", "unseen")
@@ -230,14 +233,18 @@ def read_task(annotations: str | os.PathLike, dataset: str | SynonymTable,
     With no class list file, the classes come from the synonym table and the clips: the unseen
     classes are the table's roots, the seen classes every other clip label in order of first
     appearance. That is only right when the clips show every seen class, so the seen count must
-    equal the table's (a misspelt unseen label would otherwise become a new seen class).
+    equal the table's (a misspelt unseen label would otherwise become a new seen class). A table
+    that lists its seen classes (``seen_actions``, as the synthetic world's does) declares them, so
+    there every clip label must be one of its classes: a misspelt seen label whose class has no
+    other clip keeps the count and would otherwise be scored as a class of its own.
     """
     table = _table(dataset)
     if classes is not None:
         listed = read_class_list(classes, dataset=table)
         return listed, read_clips(annotations, listed)
     records = read_records(annotations, ["label"])
-    seen = dict.fromkeys(record_string(r, "label") for r in records if r.data["label"] not in table.roots)
+    labels = [_derivable_label(record, table) for record in records]
+    seen = dict.fromkeys(label for label in labels if label not in table.roots)
     if len(seen) != table.num_seen:
         raise InputError(f"the clips name {len(seen)} seen classes, the {table.key} table has {table.num_seen}: "
                          "give a class list file", path=records[0].path)
@@ -381,14 +388,31 @@ def _synonyms(record: Record) -> tuple[str, ...] | None:
     return tuple(require_string(item, path=record.path, field=f"{field}[{i}]") for i, item in enumerate(items))
 
 
+def _derivable_label(record: Record, table: SynonymTable) -> str:
+    """A clip's label for a class list derived from the table: one of its classes when it lists the seen ones."""
+    label = record_string(record, "label")
+    if table.seen:
+        check_label(label, (*_seen_roots(table), *table.roots), declared_by=f"the {table.key} synonym table",
+                    path=record.path, field=f"{record.where}.label")
+    return label
+
+
+def _seen_roots(table: SynonymTable) -> tuple[str, ...]:
+    return tuple(action.root for action in table.seen)
+
+
 def _check_against_table(cls: SRTClass, record: Record, table: SynonymTable) -> None:
     field = f"{record.where}.label"
     if cls.split == "unseen" and cls.label not in table.roots:
         raise InputError(f"unseen class '{cls.label}' is not in the {table.key} synonym table "
-                         f"(unseen roots: {', '.join(table.roots)})", path=record.path, field=field)
+                         f"(unseen roots: {', '.join(table.roots)}){did_you_mean(cls.label, table.roots)}",
+                         path=record.path, field=field)
     if cls.split == "seen" and cls.label in table.roots:
         raise InputError(f"'{cls.label}' is listed as seen, the {table.key} synonym table has it unseen",
                          path=record.path, field=f"{record.where}.split")
+    if cls.split == "seen" and table.seen and cls.label not in _seen_roots(table):
+        raise InputError(f"seen class '{cls.label}' is not in the {table.key} synonym table, which lists its "
+                         f"seen classes{did_you_mean(cls.label, _seen_roots(table))}", path=record.path, field=field)
 
 
 def _check_complete(classes: ClassList, table: SynonymTable | None) -> None:
@@ -396,9 +420,10 @@ def _check_complete(classes: ClassList, table: SynonymTable | None) -> None:
         if not classes.labels(split):
             raise InputError(f"has no {split} classes", path=classes.path)
     if table is not None:
-        missing = [root for root in table.roots if root not in classes.labels("unseen")]
-        if missing:
-            raise InputError(f"misses the {table.key} unseen class(es) {', '.join(missing)}", path=classes.path)
+        for split, declared in (("unseen", table.roots), ("seen", _seen_roots(table))):
+            missing = [root for root in declared if root not in classes.labels(split)]
+            if missing:
+                raise InputError(f"misses the {table.key} {split} class(es) {', '.join(missing)}", path=classes.path)
 
 
 def _check_split(split: str) -> None:

@@ -198,3 +198,65 @@ def test_task_with_a_misspelt_unseen_label_is_refused(tmp_path):
     path.write_text("".join(json.dumps({"video": "v", "label": label}) + "\n" for label in labels))
     message = error_text(lambda: read_task(path, "ata"))
     assert message.startswith(str(path)) and "the clips name 11 seen classes, the ata table has 10" in message
+
+
+# --- issue 12, item 3: a label that is not a class of its split is refused, not scored ----------
+
+def swap_letters(label: str) -> str:
+    """A plausible typo: the second and third letters swapped ("move down" -> "mvoe down")."""
+    return label[0] + label[2] + label[1] + label[3:]
+
+
+def synth_srt_copy(world: Path, tmp_path: Path, misspell_line: int | None = None) -> tuple[Path, str]:
+    """The tiny world's SRT test list (optionally with one seen label misspelt) and that label."""
+    table = load_synonym_tables(world / "srt" / "classes.yaml")["synth"]
+    rows = [json.loads(line) for line in (world / "srt" / "test.jsonl").read_text().splitlines()]
+    seen_lines = [i for i, row in enumerate(rows, start=1) if row["label"] not in table.roots]
+    line = seen_lines[0] if misspell_line is None else misspell_line
+    label = rows[line - 1]["label"]
+    if misspell_line is not None:
+        rows[line - 1]["label"] = swap_letters(label)
+    path = tmp_path / "test.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path, label
+
+
+def test_synth_srt_list_with_a_misspelt_seen_label_is_refused_naming_file_and_row(world, tmp_path):
+    table = load_synonym_tables(world / "srt" / "classes.yaml")["synth"]
+    valid, _ = synth_srt_copy(world, tmp_path)
+    classes, clips = read_task(valid, table)
+    assert len(classes.labels("seen")) == table.num_seen and len(clips) == 12
+    # In the tiny world each class has one test clip, so a typo keeps the seen count at 8: only the
+    # table's list of seen classes can tell it from a real class.
+    path, label = synth_srt_copy(world, tmp_path, misspell_line=1)
+    message = error_text(lambda: read_task(path, table))
+    assert message == (f"{path}: line 1.label: unknown class '{swap_letters(label)}' (not in the synth synonym "
+                       f"table); did you mean '{label}'?")
+
+
+def test_class_list_must_hold_the_seen_classes_a_table_lists(world, tmp_path):
+    table = load_synonym_tables(world / "srt" / "classes.yaml")["synth"]
+    seen = [action.root for action in table.seen]
+    good = read_class_list(write_class_csv(tmp_path / "good.csv", seen=seen, unseen=table.roots), dataset=table)
+    assert good.labels("seen") == tuple(seen)
+    typo = write_class_csv(tmp_path / "typo.csv", seen=[swap_letters(seen[0]), *seen[1:]], unseen=table.roots)
+    message = error_text(lambda: read_class_list(typo, dataset=table))
+    assert message == (f"{typo}: line 2.label: seen class '{swap_letters(seen[0])}' is not in the synth synonym "
+                       f"table, which lists its seen classes; did you mean '{seen[0]}'?")
+    fewer = write_class_csv(tmp_path / "fewer.csv", seen=seen[1:], unseen=table.roots)
+    assert error_text(lambda: read_class_list(fewer, dataset=table)) == (
+        f"{fewer}: misses the synth seen class(es) {seen[0]}")
+
+
+def test_clip_label_outside_the_class_list_suggests_the_closest_class(tmp_path):
+    classes = read_class_list(write_class_csv(tmp_path / "classes.csv"), dataset="ata")
+    path = tmp_path / "clips.csv"
+    path.write_text("video,label\nv0,drop item\nv1,scerw bolt\n")
+    assert error_text(lambda: read_clips(path, classes)) == (
+        f"{path}: line 3.label: unknown class 'scerw bolt' (not in the class list {tmp_path / 'classes.csv'}); "
+        "did you mean 'screw bolt' or 'unscrew bolt'?")
+
+
+def test_unseen_class_of_a_class_list_outside_the_table_suggests_the_root(tmp_path):
+    path = write_class_csv(tmp_path / "classes.csv", unseen=[*ATA_UNSEEN[:-1], "hammer pni"])
+    assert error_text(lambda: read_class_list(path, dataset="ata")).endswith("; did you mean 'hammer pin'?")

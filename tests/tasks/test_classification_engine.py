@@ -181,6 +181,28 @@ def test_srt_task_errors_name_the_field(world, tmp_path):
         classification_task(spec, require_data(spec, environ={}))
 
 
+def test_run_refuses_a_synth_srt_list_with_a_misspelt_seen_label(world, tmp_path, capsys):
+    """Issue 12, item 3: the typo was scored (seen accuracy 0.875 -> 0.75, coverage still 12/12)."""
+    import shutil
+
+    from instract_eval.cli import main
+
+    copy = shutil.copytree(world, tmp_path / "world")
+    test_list = copy / "srt" / "test.jsonl"
+    rows = [json.loads(line) for line in test_list.read_text().splitlines()]
+    seen = next(i for i, row in enumerate(rows) if row["label"] == "move down")
+    rows[seen]["label"] = "mvoe down"
+    test_list.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--model", "random", "--include", str(copy / "tasks.yaml"), "--task", "synth-srt",
+              "--output", str(tmp_path / "out"), "--no-site"])
+    assert exit_info.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {test_list}: line {seen + 1}.label: unknown class 'mvoe down' (not in the synth "
+                      "synonym table); did you mean 'move down'?"]
+    assert not (tmp_path / "out").exists()
+
+
 # --- label rows with a class list (Action100M zero-shot recognition) -----------------------------
 
 def rows_task(tmp_path, rows, classes="brighten\ndarken\n", prompt=None):
@@ -218,6 +240,14 @@ def test_label_rows_classify_among_the_class_list(tmp_path):
 def test_label_rows_errors(tmp_path):
     with pytest.raises(InputError, match=r"clips\.jsonl: line 2\.label: unknown class 'jump'"):
         rows_task(tmp_path, [{"video": "up", "label": "brighten"}, {"video": "up", "label": "jump"}])
+
+
+def test_a_misspelt_label_row_names_the_class_list_and_the_closest_class(tmp_path):
+    """Issue 12, item 3: the error says which file declares the classes and what was probably meant."""
+    with pytest.raises(InputError) as error:
+        rows_task(tmp_path, [{"video": "up", "label": "brighten"}, {"video": "down", "label": "darkne"}])
+    assert str(error.value) == (f"{tmp_path / 'clips.jsonl'}: line 2.label: unknown class 'darkne' (not in the "
+                                f"class list {tmp_path / 'classes.txt'}); did you mean 'darken'?")
     with pytest.raises(InputError, match=r"protocol\.prompt"):
         rows_task(tmp_path, [{"video": "up", "label": "brighten"}], prompt="a video")
 
