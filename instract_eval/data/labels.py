@@ -16,6 +16,7 @@ from ..errors import InputError
 
 _CLOSE_MATCHES = 3
 _CLOSE_CUTOFF = 0.6
+NEAR_MISS = 0.8  # similarity of a one- or two-letter slip in a short label ("spin blok": 0.95)
 
 
 def check_label(label: str, known: Collection[str], *, declared_by: str, path: str | os.PathLike,
@@ -37,3 +38,8 @@ def did_you_mean(label: str, known: Collection[str]) -> str:
     if not close:
         return ""
     return "; did you mean " + " or ".join(f"'{name}'" for name in close) + "?"
+
+
+def similarity(label: str, other: str) -> float:
+    """How alike two labels are, 0..1 (difflib's ratio, the measure behind `did_you_mean`)."""
+    return difflib.SequenceMatcher(None, label, other).ratio()

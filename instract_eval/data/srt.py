@@ -63,7 +63,7 @@ from ..errors import InputError
 from .cliplist import read_labelled_clips
 from .generic import Record, read_records, read_text, record_string
 from .jsonfile import parse_yaml, require_key, require_list, require_mapping, require_number, require_string
-from .labels import check_label, did_you_mean
+from .labels import NEAR_MISS, check_label, did_you_mean, similarity
 
 SRT_DATASETS = ("ata", "ikea", "gtea")
 SPLITS = ("seen", "unseen")
@@ -246,8 +246,7 @@ def read_task(annotations: str | os.PathLike, dataset: str | SynonymTable,
     labels = [_derivable_label(record, table) for record in records]
     seen = dict.fromkeys(label for label in labels if label not in table.roots)
     if len(seen) != table.num_seen:
-        raise InputError(f"the clips name {len(seen)} seen classes, the {table.key} table has {table.num_seen}: "
-                         "give a class list file", path=records[0].path)
+        raise _seen_count_error(records, labels, len(seen), table)
     derived = ClassList(path=records[0].path, table=table, classes=tuple(
         [SRTClass(label, "seen", None) for label in seen] + [SRTClass(root, "unseen", None) for root in table.roots]))
     return derived, read_clips(annotations, derived)
@@ -395,6 +394,24 @@ def _derivable_label(record: Record, table: SynonymTable) -> str:
         check_label(label, (*_seen_roots(table), *table.roots), declared_by=f"the {table.key} synonym table",
                     path=record.path, field=f"{record.where}.label")
     return label
+
+
+def _seen_count_error(records: list[Record], labels: list[str], count: int, table: SynonymTable) -> InputError:
+    """The clips name the wrong number of seen classes: point at the label nearest an unseen root, if near.
+
+    Such a label is most likely a misspelt unseen class that the derivation took for a seen one, so
+    its row is the one to fix. Only a near miss counts (real seen and unseen classes often share a
+    word: "insert pin", "hammer pin"); otherwise only a class list file can say which labels are meant.
+    """
+    counted = f"the clips name {count} seen classes, the {table.key} table has {table.num_seen}"
+    candidates = [(similarity(label, root), index, root) for index, label in enumerate(labels)
+                  if label not in table.roots for root in table.roots]
+    best = max(candidates, default=None)
+    if best is None or best[0] < NEAR_MISS:
+        return InputError(f"{counted}: give a class list file", path=records[0].path)
+    _, index, root = best
+    return InputError(f"unknown class '{labels[index]}' ({counted}); did you mean '{root}'?", path=records[index].path,
+                      field=f"{records[index].where}.label")
 
 
 def _seen_roots(table: SynonymTable) -> tuple[str, ...]:

@@ -73,3 +73,16 @@ def test_video_paths_add_mp4_only_when_the_name_has_no_suffix(tmp_path):
     assert clip_video_path(tmp_path, "v1") == tmp_path / "v1.mp4"
     assert clip_video_path(tmp_path, "v1.webm") == tmp_path / "v1.webm"
     assert clip_video_path(tmp_path, "sub/v2") == tmp_path / "sub" / "v2.mp4"
+
+
+def test_a_misspelt_label_names_the_class_list_and_the_closest_classes(tmp_path):
+    """Issue 12, item 3: an unknown label is refused with the file that declares the classes."""
+    classes = ["Pushing something", "Pulling something"]
+    path = jsonl(tmp_path / "val.jsonl", [{"video": "1", "label": "Pushing something"},
+                                          {"video": "2", "label": "Pushign something"}])
+    with pytest.raises(InputError) as error:
+        read_labelled_clips(path, classes, class_list="classes.txt")
+    assert str(error.value) == (f"{path}: line 2.label: unknown class 'Pushign something' (not in the class list "
+                                "classes.txt); did you mean 'Pushing something' or 'Pulling something'?")
+    valid = jsonl(tmp_path / "ok.jsonl", [{"video": "1", "label": "Pulling something"}])
+    assert [clip.label for clip in read_labelled_clips(valid, classes)] == ["Pulling something"]

@@ -197,7 +197,11 @@ def test_task_with_a_misspelt_unseen_label_is_refused(tmp_path):
     labels = ATA_SEEN + ["spin blok"]
     path.write_text("".join(json.dumps({"video": "v", "label": label}) + "\n" for label in labels))
     message = error_text(lambda: read_task(path, "ata"))
-    assert message.startswith(str(path)) and "the clips name 11 seen classes, the ata table has 10" in message
+    assert message == (f"{path}: line 11.label: unknown class 'spin blok' (the clips name 11 seen classes, "
+                       "the ata table has 10); did you mean 'spin block'?")
+    path.write_text("".join(json.dumps({"video": "v", "label": label}) + "\n" for label in ATA_SEEN[:-1]))
+    assert error_text(lambda: read_task(path, "ata")) == (
+        f"{path}: the clips name 9 seen classes, the ata table has 10: give a class list file")
 
 
 # --- issue 12, item 3: a label that is not a class of its split is refused, not scored ----------
