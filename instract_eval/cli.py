@@ -16,6 +16,7 @@ import typer
 from . import __version__, scoring
 from .errors import InputError
 from .files import write_atomic
+from .text import plain, plural, safe_markup
 
 app = typer.Typer(
     name="instract-eval",
@@ -178,7 +179,8 @@ def list_tasks(
             data = "no data root"
         else:
             data = f"missing {location.files[location.missing[0]]}"
-        table.add_row(spec.name, spec.kind, spec.paper, ", ".join(registry.groups_of(spec.name)), data)
+        table.add_row(*map(safe_markup, (spec.name, spec.kind, spec.paper, ", ".join(registry.groups_of(spec.name)),
+                                         data)))
     _print_table(table, "Data paths start at --data-root or $INSTRACT_EVAL_DATA_ROOT; one task's at "
                  "$INSTRACT_EVAL_DATA_<TASK> (e.g. INSTRACT_EVAL_DATA_INSTRACT_SEMANTIC). Each task's "
                  "`data.download` in tasks.yaml says what to fetch and from where.")
@@ -283,8 +285,8 @@ def run(
         if report.is_main:
             _print_table(summary_table(report.records, report.skipped))
             for model_name, task_name, why in report.skipped:
-                typer.echo(f"skipped {task_name} for {model_name}: it {why}")
-            typer.echo(f"wrote {len(report.written)} result records to {output}/"
+                typer.echo(plain(f"skipped {task_name} for {model_name}: it {why}"))
+            typer.echo(f"wrote {plural(len(report.written), 'result record')} to {output}/"
                        + (" with per-sample logs" if log_samples else ""))
             if site is not None:
                 from .leaderboard import build_site
@@ -379,8 +381,6 @@ def regress(
 
     Prints the comparison and the verdict. Exit code 0 when nothing regresses, 1 when something does, 2 on bad input (then no file is written), 3 if the comparison itself fails.
     """
-    from rich.markup import escape
-
     from .regress import compare_results, parse_tolerance, to_junit, to_markdown, to_table
 
     for path, flag in ((markdown, "--markdown"), (junit, "--junit")):
@@ -405,7 +405,7 @@ def regress(
         write_atomic(path, text)
     hints = [f"not compared: {item.task}" + (f" {item.metric}" if item.metric else "") + f": {item.reason}"
              for item in report.not_compared] + [f"note: {note}" for note in report.notes]
-    _print_table(to_table(report, f"{candidate} against {baseline}"), escape("\n".join(hints)) if hints else None)
+    _print_table(to_table(report, f"{candidate} against {baseline}"), "\n".join(map(safe_markup, hints)) or None)
     typer.echo(report.verdict())
     if not report.passed:
         raise typer.Exit(1)
@@ -423,7 +423,6 @@ def list_models(
 
     Nothing is built and nothing is downloaded: capabilities and weights are read from the model cards.
     """
-    from rich.markup import escape
     from rich.table import Table
 
     from .adapters.protocols import describe_capabilities
@@ -449,12 +448,13 @@ def list_models(
     for entry in entries:
         card = entry.card
         if card is None:
-            table.add_row(escape(entry.name), "?", "?", "?", escape(f"{entry.description} ({entry.source})"))
+            table.add_row(safe_markup(entry.name), "?", "?", "?", safe_markup(f"{entry.description} ({entry.source})"))
             continue
         tags = ", ".join(tag.name for tag in card.tags) or "none needed"
         status = card.status if not card.status_reason else f"{card.status}: {card.status_reason}"
-        table.add_row(escape(entry.name), escape(status), describe_capabilities(card.capabilities, "none", ", "),
-                      escape(tags), escape(entry.description))
+        table.add_row(safe_markup(entry.name), safe_markup(status),
+                      describe_capabilities(card.capabilities, "none", ", "), safe_markup(tags),
+                      safe_markup(entry.description))
     _print_table(table, "Create one with --model NAME --model-args pretrained=TAG (or checkpoint=PATH); "
                  "instract-eval list models --details [NAME] prints the cards. Any factory also runs as "
                  "--model package.module:factory; third-party packages register models under the "
@@ -462,17 +462,16 @@ def list_models(
 
 
 def _print_card(entry) -> None:
-    """One model card as labelled lines (rich markup in card text is escaped)."""
+    """One model card as labelled lines (rich markup in card text is escaped, control characters dropped)."""
     from rich.console import Console
-    from rich.markup import escape
 
     from .adapters.protocols import describe_capabilities
 
     console = Console(width=max(110, Console().width), highlight=False)
     card = entry.card
-    console.print(f"[bold]{escape(entry.name)}[/bold]  {escape(entry.description)}")
+    console.print(f"[bold]{safe_markup(entry.name)}[/bold]  {safe_markup(entry.description)}")
     if card is None:
-        console.print(f"  source: {escape(entry.source)} (no card)\n")
+        console.print(f"  source: {safe_markup(entry.source)} (no card)\n")
         return
     status = card.status + (f" ({card.status_reason})" if card.status_reason else "")
     lines = [("family", card.family), ("status", status),
@@ -483,7 +482,7 @@ def _print_card(entry) -> None:
              ("citation", card.citation or "-"), ("code version", card.code_version),
              ("frame spec", card.frame_spec.key() if card.frame_spec is not None else "-")]
     for label, value in lines:
-        console.print(f"  {label}: {escape(str(value))}")
+        console.print(f"  {label}: {safe_markup(str(value))}")
     for tag in card.tags:
         marker = " (default)" if tag.name == card.default_tag else ""
         extra = [f"args {dict(tag.args)}"] if tag.args else []
@@ -494,7 +493,7 @@ def _print_card(entry) -> None:
         if tag.notes:
             extra.append(tag.notes)
         suffix = f"; {'; '.join(extra)}" if extra else ""
-        console.print(f"  tag {escape(tag.name)}{marker}: {escape(tag.location())}{escape(suffix)}")
+        console.print(f"  tag {safe_markup(tag.name)}{marker}: {safe_markup(tag.location())}{safe_markup(suffix)}")
     console.print()
 
 
@@ -538,7 +537,8 @@ def leaderboard_build(
 
     board = build_site(sources, out, matches=_parse_matches(list(match or ())), include_reported=not no_reported,
                        title=title)
-    typer.echo(f"wrote {len(board.tasks) + 1} pages for {board.num_records} result records: {out / 'index.html'}")
+    typer.echo(f"wrote {len(board.tasks) + 1} pages for {plural(board.num_records, 'result record')}: "
+               f"{out / 'index.html'}")
 
 
 @app.command("synth")
@@ -607,7 +607,7 @@ def main(argv: list[str] | None = None) -> None:
         if "--debug" in argv:
             raise
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {plain(message)}", file=sys.stderr)
         sys.exit(2)
 
 

@@ -1,7 +1,9 @@
 """The regression gate: a candidate run's result records against a baseline's, metric by metric.
 
 Records are paired by task name; every metric both sides have, whose direction is ``higher`` or
-``lower``, is compared (counts and spreads have no direction and are not gated). A metric
+``lower``, is compared (counts and spreads have no direction and are not gated). A metric that the
+candidate gives another unit or direction is *incomparable* and fails the gate, as does one it lacks
+(*missing*): a candidate must not pass by redefining or dropping what it is measured on. A metric
 *regresses* when it is worse than the baseline, in its direction, by more than its tolerance
 (absolute) and, where a paired bootstrap interval of the difference exists, that interval lies
 entirely on the worse side of zero. Without an interval the tolerance alone decides.
@@ -42,6 +44,7 @@ from .errors import InputError
 from .metrics.statistics import paired_bootstrap
 from .results import is_finite_number, model_label, read_record_files, read_sample_log, sample_log_of
 from .sample_metrics import PerSample, SampleMetrics, sample_metrics
+from .text import plain, plural, safe_markup
 
 __all__ = [
     "DEFAULT_TOLERANCE",
@@ -49,6 +52,7 @@ __all__ = [
     "CORRECTIONS",
     "REGRESSION",
     "MISSING",
+    "INCOMPARABLE",
     "WITHIN_NOISE",
     "WITHIN_TOLERANCE",
     "IMPROVED",
@@ -75,6 +79,8 @@ CORRECTIONS = ("holm", "none")
 
 REGRESSION = "regression"
 MISSING = "missing"  # the baseline has a value, the candidate none: a gate must not pass on a vanished metric
+# The two sides give the metric another unit or direction: a candidate must not pass by redefining it.
+INCOMPARABLE = "incomparable"
 WITHIN_NOISE = "within noise"
 WITHIN_TOLERANCE = "within tolerance"
 IMPROVED = "improved"
@@ -86,6 +92,9 @@ _ROUNDING = 1e-12
 _ARROWS = {"higher": "↑", "lower": "↓"}
 # The verdict line names this many regressions; the tables list them all.
 _NAMED_IN_VERDICT = 5
+# The verdicts that fail the gate, with what the verdict line says of them.
+_FAILURES = {REGRESSION: "regressed", MISSING: "are missing from the candidate",
+             INCOMPARABLE: "changed unit or direction"}
 
 
 @dataclass(frozen=True)
@@ -116,8 +125,9 @@ class MetricComparison:
 
     @property
     def regressed(self) -> bool:
-        """A failure of the gate: worse beyond tolerance and noise, or gone from the candidate."""
-        return self.verdict in (REGRESSION, MISSING)
+        """A failure of the gate: worse beyond tolerance and noise, gone from the candidate, or
+        given another unit or direction there."""
+        return self.verdict in _FAILURES
 
 
 @dataclass(frozen=True)
@@ -157,18 +167,18 @@ class GateReport:
 
     def verdict(self) -> str:
         """One line: pass or fail, and which metrics regressed."""
-        total = len(self.comparisons)
         if self.passed:
-            return f"PASS: no regression in {total} compared metrics"
+            return f"PASS: no regression in {plural(len(self.comparisons), 'compared metric')}"
         regressions = self.regressions
-        named = ", ".join(f"{c.task} {c.metric}" for c in regressions[:_NAMED_IN_VERDICT])
+        named = ", ".join(plain(f"{c.task} {c.metric}") for c in regressions[:_NAMED_IN_VERDICT])
         if len(regressions) > _NAMED_IN_VERDICT:
             named += f" and {len(regressions) - _NAMED_IN_VERDICT} more"
-        missing = sum(c.verdict == MISSING for c in regressions)
-        what = "regressed" if not missing else (
-            "are missing from the candidate" if missing == len(regressions) else
-            f"regressed or are missing from the candidate ({missing} missing)")
-        return f"FAIL: {len(regressions)} of {total} compared metrics {what} ({named})"
+        counts = {verdict: sum(c.verdict == verdict for c in regressions) for verdict in _FAILURES}
+        kinds = [verdict for verdict, count in counts.items() if count]
+        what = " or ".join(_FAILURES[verdict] for verdict in kinds)
+        if len(kinds) > 1:
+            what += " (" + ", ".join(f"{counts[verdict]} {verdict}" for verdict in kinds if verdict != REGRESSION) + ")"
+        return f"FAIL: {len(regressions)} of {len(self.comparisons)} compared metrics {what} ({named})"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -316,6 +326,8 @@ def compare_results(
             outcome = _compare_metric(task, name, before, after, same_items,
                                       _tolerance_of(task, name, default, overrides), options)
             (comparisons if isinstance(outcome, MetricComparison) else not_compared).append(outcome)
+            if isinstance(outcome, MetricComparison) and outcome.verdict == INCOMPARABLE:
+                notes.append(f"{task} {name}: {outcome.basis}: not comparable, a failure")
     return GateReport(
         baseline=str(baseline), candidate=str(candidate),
         baseline_models=tuple(dict.fromkeys(base[task].label for task in shared)),
@@ -392,7 +404,7 @@ def _missing(task: str, name: str, baseline: Mapping[str, Any], default: float,
 def _compare_metric(task: str, name: str, before: _Side, after: _Side, same_items: bool, tolerance: float,
                     options: Mapping[str, Any]) -> MetricComparison | NotCompared:
     """One metric: missing from the candidate (a failure), not compared (the baseline lacks it or has
-    no number for it, or the directions differ), or its verdict."""
+    no number for it), incomparable (another unit or direction in the candidate: a failure), or its verdict."""
     sides = {"baseline": before.record["metrics"].get(name), "candidate": after.record["metrics"].get(name)}
     if sides["baseline"] is None:
         return NotCompared(task, name, "only in the candidate")
@@ -402,15 +414,24 @@ def _compare_metric(task: str, name: str, before: _Side, after: _Side, same_item
         return _missing(task, name, before.record, tolerance, {}) or NotCompared(
             task, name, "the baseline metric has no direction")
     direction = sides["baseline"]["direction"]
-    if sides["candidate"]["direction"] != direction:
-        return NotCompared(task, name, f"the direction differs (baseline {direction!r}, candidate "
-                                       f"{sides['candidate']['direction']!r})")
     value_a, value_b = float(sides["baseline"]["value"]), float(sides["candidate"]["value"])
+    changed = _changed_definition(sides["baseline"], sides["candidate"])
+    if changed:
+        return MetricComparison(task=task, metric=name, direction=direction, unit=sides["baseline"]["unit"],
+                                baseline=value_a, candidate=value_b, tolerance=tolerance, interval=None,
+                                p_value=None, basis=changed, verdict=INCOMPARABLE)
     interval, p_value, basis = _interval(name, before, after, same_items, options)
     return MetricComparison(task=task, metric=name, direction=direction, unit=sides["baseline"]["unit"],
                             baseline=value_a, candidate=value_b, tolerance=tolerance, interval=interval,
                             p_value=p_value, basis=basis,
                             verdict=_verdict(value_a, value_b, direction, tolerance, interval))
+
+
+def _changed_definition(baseline: Mapping[str, Any], candidate: Mapping[str, Any]) -> str:
+    """What makes the two values incomparable (``the direction differs (baseline 'higher', candidate
+    'lower')``), or an empty string: a value is only better or worse on one scale in one direction."""
+    return "; ".join(f"the {key} differs (baseline {baseline[key]!r}, candidate {candidate[key]!r})"
+                     for key in ("unit", "direction") if baseline[key] != candidate[key])
 
 
 def _verdict(baseline: float, candidate: float, direction: str, tolerance: float,
@@ -461,9 +482,9 @@ def _interval(name: str, before: _Side, after: _Side, same_items: bool,
     except ValueError as error:
         return None, None, f"no bootstrap interval: {error}"
     units = len(first.ids) if clusters is None else len(set(clusters))
-    what = "samples" if first.clusters is None else "videos"
+    what = "sample" if first.clusters is None else "video"
     return ((result.low, result.high), result.p_value,
-            f"paired bootstrap over {units} {what} ({len(first.ids)} samples)")
+            f"paired bootstrap over {plural(units, what)} ({plural(len(first.ids), 'sample')})")
 
 
 def _paired(first: PerSample, second: PerSample) -> tuple[np.ndarray, np.ndarray, tuple[str, ...] | None] | str:
@@ -544,14 +565,15 @@ def format_number(value: float, unit: str) -> str:
 
 
 def format_delta(comparison: MetricComparison) -> str:
-    if not math.isfinite(comparison.delta):
+    """The difference in the metric's unit; ``–`` when there is none or the units differ."""
+    if comparison.verdict == INCOMPARABLE or not math.isfinite(comparison.delta):
         return "–"
     return f"{comparison.delta:+.3f}" if comparison.unit in ("rank", "cost") else f"{comparison.delta:+.4f}"
 
 
 def format_interval(comparison: MetricComparison) -> str:
     """``[low, high]`` of the difference, or ``point`` when there is no interval."""
-    if comparison.verdict == MISSING:
+    if comparison.verdict in (MISSING, INCOMPARABLE):
         return "–"
     if comparison.interval is None:
         return "point"
@@ -571,21 +593,20 @@ def _p_header(report: GateReport) -> str:
 
 
 def metric_label(comparison: MetricComparison) -> str:
-    return f"{comparison.metric} {_ARROWS[comparison.direction]}"
+    return f"{comparison.metric} {_ARROWS.get(comparison.direction, '')}".rstrip()
 
 
 def to_table(report: GateReport, title: str):
     """The comparison as a rich table for the terminal, regressions in bold red (the p-values are in
     the markdown and JUnit reports: one column more would fold the task names in a narrow terminal)."""
-    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"{escape(title)} (↑ higher is better, ↓ lower is better)")
+    table = Table(title=f"{safe_markup(title)} (↑ higher is better, ↓ lower is better)")
     for column in ("task", "metric", "baseline", "candidate", "Δ", f"{report.confidence:.0%} CI of Δ", "verdict"):
         table.add_column(column, overflow="fold", no_wrap=column not in ("task", "metric"),
                          justify="right" if column in ("baseline", "candidate", "Δ") else "left")
     for c in report.comparisons:
-        table.add_row(escape(c.task), escape(metric_label(c)), format_number(c.baseline, c.unit),
+        table.add_row(safe_markup(c.task), safe_markup(metric_label(c)), format_number(c.baseline, c.unit),
                       format_number(c.candidate, c.unit), format_delta(c), format_interval(c), c.verdict,
                       style="bold red" if c.regressed else None)
     return table
@@ -621,8 +642,8 @@ def _rule(report: GateReport) -> str:
             + (f"; {overrides}" if overrides else "") + f") and its {report.confidence:.0%} paired bootstrap "
             f"interval ({report.n_resamples} resamples of whole videos, seed {report.seed}) lies on the worse side "
             "of zero" + (", and its p-value stays below "
-                         f"{1 - report.confidence:.2g} after Holm's adjustment over the {_tested(report)} metrics with "
-                         "an interval" if report.correction == "holm" else "")
+                         f"{1 - report.confidence:.2g} after Holm's adjustment over the {plural(_tested(report), 'metric')} "
+                         "with an interval" if report.correction == "holm" else "")
             + "; without an interval the tolerance alone decides.")
 
 
@@ -645,18 +666,18 @@ def _point_reasons(report: GateReport) -> dict[tuple[str, str], list[str]]:
     """Point comparisons grouped by task and reason, so a long list of mAP thresholds reads as one line."""
     grouped: dict[tuple[str, str], list[str]] = {}
     for c in report.comparisons:
-        if c.interval is None:
+        if c.interval is None and c.verdict not in (MISSING, INCOMPARABLE):
             grouped.setdefault((c.task, c.basis), []).append(c.metric)
     return grouped
 
 
 def _md(text: str) -> str:
     """Text from result files made inert in a markdown table cell or list item (GitHub renders raw
-    HTML and markdown there): one line, ``& < >`` as entities, the markdown punctuation that opens a
-    link, image, code span, emphasis, strike-through or a new cell backslash-escaped (``_`` inside a
-    name such as ``mean_rank`` is not emphasis in GitHub's markdown and stays readable)."""
-    one_line = re.sub(r"[\r\n]+", " ", str(text))
-    entities = one_line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    HTML and markdown there): one line without control characters (`plain`: a raw ESC would reach
+    the terminal of whoever cats the file), ``& < >`` as entities, the markdown punctuation that
+    opens a link, image, code span, emphasis, strike-through or a new cell backslash-escaped (``_``
+    inside a name such as ``mean_rank`` is not emphasis in GitHub's markdown and stays readable)."""
+    entities = plain(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return re.sub(r"([\\`*\[\]|~])", r"\\\1", entities)  # links, images, emphasis, code, cells, strike
 
 
@@ -675,7 +696,7 @@ def to_junit(report: GateReport) -> str:
                    f"{format_number(c.candidate, c.unit)}, delta {format_delta(c)}, "
                    f"{report.confidence:.0%} CI {format_interval(c)}, tolerance {c.tolerance:g}")
         if c.regressed:
-            failure = ET.SubElement(case, "failure", type="regression", message=_xml(f"regression: {summary}"))
+            failure = ET.SubElement(case, "failure", type="regression", message=_xml(f"{c.verdict}: {summary}"))
             failure.text = _xml(f"{summary}\nbasis: {c.basis}")
         else:
             ET.SubElement(case, "system-out").text = _xml(f"{c.verdict}: {summary}; basis: {c.basis}")

@@ -278,8 +278,41 @@ def _read_record(path: Path) -> dict:
     for name, metric in metrics.items():
         if not isinstance(metric, dict) or not {"value", "unit", "direction"} <= set(metric):
             raise InputError("each metric needs value, unit and direction", path=path, field=f"metrics.{name}")
+        _check_metric(name, metric, path)
         metric.setdefault("headline", False)
     return record
+
+
+_DIRECTIONS = ("higher", "lower", None)
+# Relative changes are on the fraction scale (shown as percentages) but not in its range: LAP, the
+# relative drop of average mAP under conflicting descriptions, is negative when the conflicting run
+# scores higher, and at most 1.
+_RELATIVE_CHANGES = ("LAP",)
+
+
+def fraction_range(name: str) -> tuple[float, float]:
+    """The values a metric of unit ``fraction`` can take: [0, 1], or (-inf, 1] for a relative change."""
+    return (-math.inf, 1.0) if name.rsplit(".", 1)[-1] in _RELATIVE_CHANGES else (0.0, 1.0)
+
+
+def _check_metric(name: str, metric: Mapping[str, Any], path: Path) -> None:
+    """A metric the gate, compare and the leaderboard can trust: a known direction (an unknown one
+    would leave the metric ungated without a word), a unit, and a fraction inside its range (a
+    ``1e308`` would show as ``inf`` and win every column). NaN and null stay allowed: they read as
+    "no value" everywhere."""
+    field = f"metrics.{name}"
+    if metric["direction"] not in _DIRECTIONS:
+        raise InputError(f"direction must be 'higher', 'lower' or null, got {metric['direction']!r}", path=path,
+                         field=f"{field}.direction")
+    if not isinstance(metric["unit"], str) or not metric["unit"]:
+        raise InputError(f"unit must be a non-empty string, got {metric['unit']!r}", path=path, field=f"{field}.unit")
+    value = metric["value"]
+    if metric["unit"] != "fraction" or not isinstance(value, numbers.Real) or isinstance(value, bool):
+        return
+    low, high = fraction_range(name)
+    if not math.isnan(value) and not (math.isfinite(value) and low <= value <= high):
+        what = "a fraction must be in [0, 1]" if low == 0 else "a relative change must be finite and at most 1"
+        raise InputError(f"{what}, got {value!r}", path=path, field=f"{field}.value")
 
 
 

@@ -37,3 +37,11 @@ def predictions_document(videos: dict[str, list[tuple[str, float, float, float]]
             for video, rows in videos.items()
         },
     }
+
+
+def result_record(model: str, task: str, metrics: dict[str, tuple]) -> dict:
+    """A minimal result record the reader accepts: ``metrics`` maps a name to (value, unit, direction)."""
+    return {"schema": "instract-eval/result/1", "model": {"name": model}, "task": {"name": task},
+            "metrics": {name: {"value": value, "unit": unit, "direction": direction, "headline": True}
+                        for name, (value, unit, direction) in metrics.items()}}
+

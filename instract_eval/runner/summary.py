@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from rich.table import Table
 
 from instract_eval.results import model_label
+from instract_eval.text import safe_markup
 
 __all__ = ["summary_table", "format_value"]
 
@@ -36,7 +37,7 @@ def summary_table(records: Sequence[dict], skipped: Sequence[tuple[str, str, str
     table.add_column("task", no_wrap=True)
     table.add_column("metric", no_wrap=True)
     for model in models:
-        table.add_column(model, justify="right")
+        table.add_column(safe_markup(model), justify="right", overflow="fold")  # a long label wraps, never cut
     delta = delta and len(models) == 2
     if delta:
         table.add_column("Δ", justify="right")
@@ -61,7 +62,7 @@ def summary_table(records: Sequence[dict], skipped: Sequence[tuple[str, str, str
                 direction = next(r["metrics"][name]["direction"] for (m, t), r in by_pair.items()
                                  if t == task and name in r["metrics"])
                 arrow = {"higher": " ↑", "lower": " ↓"}.get(direction, "")
-            table.add_row(task, (name or "") + arrow, *cells)
+            table.add_row(safe_markup(task), safe_markup((name or "") + arrow), *cells)
     return table
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -18,13 +19,14 @@ from instract_eval import cli as cli_module
 from instract_eval.errors import InputError
 from instract_eval.metrics import mcq_metrics
 from instract_eval.metrics.ranking import ground_truth_ranks
-from instract_eval.regress import (DEFAULT_RESAMPLES, DEFAULT_TOLERANCE, IMPROVED, MISSING, REGRESSION, UNCHANGED,
-                                   WITHIN_NOISE, WITHIN_TOLERANCE, GateReport, MetricComparison, _corrected,
+from instract_eval.regress import (DEFAULT_RESAMPLES, DEFAULT_TOLERANCE, IMPROVED, INCOMPARABLE, MISSING, REGRESSION,
+                                   UNCHANGED, WITHIN_NOISE, WITHIN_TOLERANCE, GateReport, MetricComparison, _corrected,
                                    _verdict, compare_results, holm_adjusted, to_junit, to_markdown)
 from instract_eval.results import read_sample_log, sample_log_of
 from instract_eval.runner.run import ModelRequest, RunOptions, run_evaluation
 from instract_eval.tasks import load_registry
 
+from ..helpers import result_record, write_json
 from ..runner.test_cli_run import cli
 
 TASKS = ["synth-semantic", "synth-srt", "synth-dynamics", "synth-tal"]
@@ -521,3 +523,55 @@ def test_a_record_whose_label_is_not_a_string_is_bad_input(capsys, runs, tmp_pat
     path.write_text(json.dumps(record))
     code, _, err = cli(capsys, "regress", "--baseline", str(runs / "seed1"), "--candidate", str(candidate))
     assert code == 2 and "synth-semantic.json: model.label: model.label must be a non-empty string" in err
+
+
+# ------------------------------------------------------------------------------------------------
+# A redefined metric, and names that hold markup or terminal escapes
+
+
+@pytest.mark.parametrize("field, value, basis", [
+    ("direction", "lower", "the direction differs (baseline 'higher', candidate 'lower')"),
+    ("direction", None, "the direction differs (baseline 'higher', candidate None)"),
+    ("unit", "rank", "the unit differs (baseline 'fraction', candidate 'rank')"),
+])
+def test_a_metric_given_another_direction_or_unit_fails_the_gate(capsys, runs, tmp_path, field, value, basis):
+    """A candidate that flips accuracy to lower-is-better was "not compared", and the gate passed."""
+    candidate = copy(runs / "seed1", tmp_path / "candidate")
+    edit_record(candidate, "synth-semantic", lambda r: r["metrics"]["accuracy"].update({field: value}))
+    report = compare_results(runs / "seed1", candidate, n_resamples=100)
+    accuracy = by_metric(report)["accuracy"]
+    assert accuracy.verdict == INCOMPARABLE and accuracy.regressed and accuracy.basis == basis
+    assert "accuracy" not in {item.metric for item in report.not_compared}
+    assert not report.passed and report.verdict().endswith(
+        "compared metrics changed unit or direction (synth-semantic accuracy)")
+    code, out, _ = cli(capsys, "regress", "--baseline", str(runs / "seed1"), "--candidate", str(candidate),
+                       "--resamples", "100", "--junit", str(tmp_path / "r.xml"))
+    assert code == 1 and "incomparable" in out and basis in out.replace("\n", " ")
+    assert ET.parse(tmp_path / "r.xml").getroot().get("failures") == "1"
+
+
+def test_a_regression_and_a_redefined_metric_are_both_named(runs, tmp_path):
+    candidate = copy(runs / "seed1", tmp_path / "candidate")
+    edit_record(candidate, "synth-semantic", lambda r: r["metrics"]["accuracy"].update(unit="rank"))
+    edit_record(candidate, "synth-srt", lambda r: r["metrics"]["seen.accuracy"].update(value=-0.0))
+    edit_record(candidate, "synth-srt", lambda r: r["metrics"].pop("unseen.accuracy"))
+    verdict = compare_results(runs / "seed1", candidate, n_resamples=100).verdict()
+    assert "compared metrics regressed or are missing from the candidate or changed unit or direction " \
+           "(1 missing, 1 incomparable)" in verdict
+
+
+def test_markup_and_control_characters_in_names_reach_neither_terminal_nor_markdown(capsys, tmp_path):
+    task = "t[bold red]EVIL[/]\x1b[2J\x9b2J\u202e"
+    for name, value in (("base", 0.75), ("cand", 0.25)):
+        (tmp_path / name).mkdir()
+        write_json(tmp_path / name / "r.json", result_record("m\x1b]0;pwned\x07", task, {"acc": (value, "fraction",
+                                                                                                  "higher")}))
+    code, out, err = cli(capsys, "regress", "--baseline", str(tmp_path / "base"), "--candidate",
+                         str(tmp_path / "cand"), "--markdown", str(tmp_path / "r.md"))
+    markdown = (tmp_path / "r.md").read_text()
+    assert code == 1, err
+    shown = "t[bold red]EVIL[/][2J2J"
+    assert shown in out and f"FAIL: 1 of 1 compared metrics regressed ({shown} acc)" in out
+    assert "t\\[bold red\\]EVIL\\[/\\]\\[2J2J" in markdown and "(m\\]0;pwned)" in markdown
+    for text in (out, markdown):
+        assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]", text)

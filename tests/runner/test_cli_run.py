@@ -81,6 +81,7 @@ def test_the_site_of_the_current_directory_sits_beside_it(capsys, world, tmp_pat
     code, out, err = cli(capsys, "run", "--model", "random", "--include", str(world / "tasks.yaml"), "--task",
                          "synth-aa", "--no-cache", "--output", ".")
     assert code == 0, err
+    assert "wrote 1 result record to ./" in out
     assert (tmp_path / "here-site" / "synth-aa.html").is_file()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -11,6 +12,7 @@ from instract_eval.results import read_records
 from instract_eval.runner.run import ModelRequest, RunOptions, run_evaluation
 from instract_eval.tasks import load_registry
 
+from ..helpers import result_record, write_json
 from .test_cli_run import cli
 
 
@@ -54,3 +56,91 @@ def test_records_read_back_equal_what_the_run_wrote(two_runs, tmp_path):
         read_records(tmp_path)
     with pytest.raises(InputError, match="no such file or directory"):
         read_records(tmp_path / "absent")
+
+
+def _records(directory, *records) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for index, record in enumerate(records):
+        write_json(directory / f"{index}.json", record)
+
+
+@pytest.mark.parametrize("command", ["compare", "regress", "leaderboard"])
+@pytest.mark.parametrize("value", [1e308, -0.25, float("inf")])
+def test_a_fraction_outside_0_1_is_refused_by_every_reader(capsys, tmp_path, command, value):
+    """1e308 showed as ``inf (best)`` on the leaderboard and counted as an improvement in the gate."""
+    good = result_record("m", "t", {"accuracy": (0.5, "fraction", "higher")})
+    bad = result_record("m", "t", {"accuracy": (value, "fraction", "higher")})
+    _records(tmp_path / "base", good)
+    _records(tmp_path / "cand", bad)
+    argv = {"compare": ["compare", str(tmp_path / "base"), str(tmp_path / "cand")],
+            "regress": ["regress", "--baseline", str(tmp_path / "base"), "--candidate", str(tmp_path / "cand")],
+            "leaderboard": ["leaderboard", "build", str(tmp_path / "cand"), "--out", str(tmp_path / "site")]}[command]
+    code, out, err = cli(capsys, *argv)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{tmp_path / 'cand' / '0.json'}: metrics.accuracy.value: a fraction must be in [0, 1], got {value!r}" in err
+    assert not (tmp_path / "site").exists()
+
+
+def test_a_relative_change_may_be_negative_and_nan_still_reads_as_no_value(tmp_path):
+    _records(tmp_path / "ok", result_record("m", "t", {"LAP": (-0.4, "fraction", "lower"),
+                                                        "accuracy": (float("nan"), "fraction", "higher")}))
+    assert read_records(tmp_path / "ok")[0]["metrics"]["LAP"]["value"] == -0.4
+    _records(tmp_path / "bad", result_record("m", "t", {"LAP": (1.5, "fraction", "lower")}))
+    with pytest.raises(InputError, match=r"metrics.LAP.value: a relative change must be finite and at most 1"):
+        read_records(tmp_path / "bad")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("direction", "up", "metrics.accuracy.direction: direction must be 'higher', 'lower' or null, got 'up'"),
+    ("unit", None, "metrics.accuracy.unit: unit must be a non-empty string, got None"),
+])
+def test_an_unknown_direction_or_unit_is_refused_not_left_ungated(tmp_path, field, value, message):
+    record = result_record("m", "t", {"accuracy": (0.5, "fraction", "higher")})
+    record["metrics"]["accuracy"][field] = value
+    _records(tmp_path / "in", record)
+    with pytest.raises(InputError, match=re.escape(message)):
+        read_records(tmp_path / "in")
+
+
+HOSTILE_LABEL = "[bold red]EVIL[/]\x1b[2J\x9b31m\u202e"
+
+
+def test_markup_and_control_characters_in_names_are_shown_as_text(capsys, tmp_path):
+    _records(tmp_path / "a", result_record(HOSTILE_LABEL, "task\x1b]0;pwned\x07[/]", {"acc[i]": (0.5, "fraction",
+                                                                                                 "higher")}))
+    _records(tmp_path / "b", result_record("plain", "task\x1b]0;pwned\x07[/]", {"acc[i]": (0.75, "fraction",
+                                                                                           "higher")}))
+    code, out, err = cli(capsys, "compare", str(tmp_path / "a"), str(tmp_path / "b"))
+    assert code == 0, err
+    assert "[bold red]EVIL[/][2J31m" in out and "task]0;pwned[/]" in out and "acc[i] ↑" in out
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]", out)
+
+
+def _header_cells(out: str, column: int) -> str:
+    """The text of one header column of a rich table, its folded lines joined."""
+    lines = out.splitlines()
+    top = next(i for i, line in enumerate(lines) if line.startswith("┏"))
+    rows = []
+    for line in lines[top + 1:]:
+        if line.startswith("┡"):
+            break
+        rows.append(line.split("┃")[column + 1].strip())
+    return "".join(rows)
+
+
+def test_compare_shows_long_model_names_whole_in_a_narrow_terminal(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    names = [f"instract-vitb16-finetuned-on-the-whole-corpus-for-forty-epochs-seed-{seed}" for seed in (1, 2)]
+    for name, value in zip(names, (0.5, 0.625)):
+        _records(tmp_path / name[-6:], result_record(name, "synth-aa", {"accuracy": (value, "fraction", "higher")}))
+    code, out, err = cli(capsys, "compare", *(str(tmp_path / name[-6:]) for name in names))
+    assert code == 0, err
+    assert [_header_cells(out, column) for column in (2, 3)] == names
+    assert "…" not in out
+
+
+def test_the_error_line_holds_no_control_characters(capsys, tmp_path):
+    bad = tmp_path / "bad\x1b[2J.json"
+    bad.write_text("{")
+    code, _, err = cli(capsys, "compare", str(bad))
+    assert code == 2 and f"error: {tmp_path}/bad[2J.json: not a readable JSON file" in err and "\x1b" not in err
