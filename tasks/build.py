@@ -16,6 +16,7 @@ classes, the clips stay as they are.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -31,11 +32,11 @@ from .classification import ALL, ClassificationItem, ClassificationTask, LabelSe
 from .mcq import MCQItem
 from .registry import DataLocation, TaskSpec
 from .retrieval import RetrievalItem
+from .schema import PROBE_OF_TRANSFORM
 
 __all__ = ["MCQ_FORMATS", "RETRIEVAL_FORMATS", "CLASSIFICATION_FORMATS", "PROBE_OF_TRANSFORM", "mcq_items",
            "retrieval_items", "classification_task", "instract_request"]
 
-PROBE_OF_TRANSFORM = {"antonym_text": "aa", "object_replaced_text": "or", "reverse_video": "vr"}
 MCQ_FORMATS = ("instract-semantic", "instract-logic", "actionbench-ego4d", "actionbench-ssv2")
 RETRIEVAL_FORMATS = ("instract-dynamics", "rows")
 CLASSIFICATION_FORMATS = ("srt", "rows")
@@ -64,11 +65,12 @@ def mcq_items(spec: TaskSpec, location: DataLocation) -> list[MCQItem]:
         reader = read_ego4d if spec.format == "actionbench-ego4d" else read_ssv2
         items = []
         for row in reader(location.files["annotations"], probes=(probe,)):
-            request = ClipRequest(str(video_path(row, videos)), row.start or 0.0, row.end, video_id=row.video)
+            request = ClipRequest(str(video_path(row, videos)), row.start or 0.0, row.end, video_id=row.video,
+                                  context_s=float(protocol.get("context_s", 0.0)),
+                                  min_clip_s=float(protocol.get("min_clip_s", 0.0)))
             texts = probe_texts(row, probe)
             if probe == "vr":
-                reversed_request = ClipRequest(request.path, request.start, request.end, reverse=True,
-                                               video_id=row.video)
+                reversed_request = dataclasses.replace(request, reverse=True)
                 items.append(MCQItem(texts[0], (request, reversed_request), sample_id=f"{spec.name}/{row.where}"))
             else:
                 items.append(MCQItem(request, texts, sample_id=f"{spec.name}/{row.where}"))

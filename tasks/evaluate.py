@@ -17,6 +17,7 @@ from typing import Any
 from instract_eval.adapters.protocols import wants_leaf_augmentation
 from instract_eval.errors import InputError
 from instract_eval.media import ClipRequest
+from instract_eval.results import describe_metrics
 from instract_eval.encoding import Encoder
 
 from .alignment import ALIGNMENT_FORMATS, alignment_items, evaluate_alignment
@@ -122,4 +123,20 @@ def evaluate_task(model: Any, spec: TaskSpec, *, data_root: str | os.PathLike | 
     else:
         result = evaluate_alignment(encoder, alignment_items(spec, location)[:limit], task=spec.name,
                                     protocol=spec.protocol)
+    _require_declared_metrics(spec, result["metrics"])
     return {"task": spec.name, "kind": spec.kind, **result}
+
+
+def _require_declared_metrics(spec: TaskSpec, metrics: Mapping[str, Any]) -> None:
+    """Refuse a run that lacks a declared metric, rather than leave it out of the headline.
+
+    The registry already refuses names the engine never reports; this catches what only the
+    run can tell: the hallucination rates of a localizer that does not answer in text, ``srt.*``
+    from a synonym table with a single run, a group without clips.
+    """
+    reported = describe_metrics(metrics)
+    for index, metric in enumerate(spec.metrics):
+        if metric.name not in reported:
+            raise InputError(f"task {spec.name} declares the metric '{metric.name}', which this run did not report "
+                             f"(it reported {', '.join(reported)})", path=spec.source,
+                             field=f"tasks.{spec.name}.metrics[{index}].name")

@@ -2,7 +2,9 @@
 
 Each task entry is validated into a `TaskSpec`; groups name lists of tasks. A mistake in a
 registry file is an `InputError` naming the file and the entry (``tasks.instract-semantic.kind``),
-so a user's own task file fails the same way the packaged one would.
+so a user's own task file fails the same way the packaged one would. A task's ``protocol`` is
+checked against its kind's typed schema and its declared metrics against the names its engine
+reports (`schema`), so a typo there is refused too instead of running with a default.
 
 Data locations are resolved, not assumed. A path in a task's ``data`` section is relative to a
 data root chosen, first match wins, from:
@@ -34,6 +36,7 @@ from typing import Any
 import yaml
 
 from ..errors import InputError
+from .schema import check_metrics, check_protocol, engine_metrics
 
 KINDS = ("mcq", "retrieval", "classification", "localization", "alignment")
 TIE_POLICIES = ("expected", "optimistic", "pessimistic")
@@ -199,6 +202,9 @@ def _parse_task(name: str, entry: Any, source: str, base_dir: Path | None) -> Ta
     for key in ("data", "protocol"):
         if not isinstance(entry[key], dict):
             raise InputError("expected a mapping", path=source, field=f"{where}.{key}")
+    for key in OPTIONAL_KEYS:
+        if entry.get(key) is not None and (not isinstance(entry[key], str) or not entry[key].strip()):
+            raise InputError("expected a non-empty string", path=source, field=f"{where}.{key}")
     if entry["ties"] not in TIE_POLICIES:
         raise InputError(f"unknown tie policy '{entry['ties']}' (one of {', '.join(TIE_POLICIES)})",
                          path=source, field=f"{where}.ties")
@@ -209,6 +215,13 @@ def _parse_task(name: str, entry: Any, source: str, base_dir: Path | None) -> Ta
             continue
         if not (isinstance(value, str) or (isinstance(value, dict) and "builtin" in value)):
             raise InputError("expected a path or {builtin: FILE}", path=source, field=f"{where}.data.{key}")
+    transform = entry.get("transform")
+    check_protocol(entry["protocol"], kind=kind, format=entry["format"], transform=transform, source=source,
+                   where=where)
+    metrics = _parse_metrics(entry["metrics"], source, f"{where}.metrics")
+    check_metrics([metric.name for metric in metrics],
+                  engine_metrics(kind, entry["format"], transform, entry["protocol"]),
+                  kind=kind, source=source, where=f"{where}.metrics")
     return TaskSpec(
         name=name,
         kind=kind,
@@ -219,9 +232,9 @@ def _parse_task(name: str, entry: Any, source: str, base_dir: Path | None) -> Ta
         protocol=MappingProxyType(dict(entry["protocol"])),
         ties=entry["ties"],
         seed=entry["seed"],
-        metrics=_parse_metrics(entry["metrics"], source, f"{where}.metrics"),
+        metrics=metrics,
         candidates=entry.get("candidates"),
-        transform=entry.get("transform"),
+        transform=transform,
         source=source,
         base_dir=base_dir,
         raw=MappingProxyType(dict(entry)),

@@ -180,3 +180,126 @@ def test_list_tasks_bad_include_is_one_line_exit_2(tmp_path, capsys):
     assert done.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nope.yaml" in err[0]
+
+
+# --- typed protocols and declared metrics (issue 12, items 1 and 2) -------------------------------
+
+def task_file(tmp_path, *, kind="mcq", fmt="instract-semantic", protocol="{frames: 4, sampling: uniform}",
+              metrics="[{name: accuracy, direction: higher}]", transform=None, data="{annotations: a.json, videos: v}"):
+    """A user task file with one task, ``my-task``, of the given kind, format, protocol and metrics."""
+    return write_registry(tmp_path / "my_tasks.yaml", f"""
+        tasks:
+          my-task:
+            kind: {kind}
+            paper: mine
+            description: mine
+            format: {fmt}
+            data: {data}
+            protocol: {protocol}
+            ties: expected
+            seed: 0
+            metrics: {metrics}
+        """ + (f"    transform: {transform}\n" if transform else ""))
+
+
+def refusal(path):
+    with pytest.raises(InputError) as error:
+        load_registry([path])
+    assert str(error.value).startswith(f"{path}: "), error.value  # the file comes first
+    return error.value
+
+
+@pytest.mark.parametrize("kind, fmt, protocol, key, message", [
+    ("mcq", "instract-semantic", "{frmaes: 8}", "frmaes", "unknown key; did you mean 'frames'?"),
+    ("mcq", "instract-semantic", "{frames: eight}", "frames", "expected an integer >= 1, got 'eight'"),
+    ("mcq", "instract-semantic", "{frames: -3}", "frames", "expected an integer >= 1, got -3"),
+    ("mcq", "instract-semantic", "{frames: 8.5}", "frames", "expected an integer >= 1, got 8.5"),
+    ("mcq", "instract-semantic", "{sampling: random}", "sampling", "expected one of uniform, fps, got 'random'"),
+    ("mcq", "instract-semantic", "{fps: 0}", "fps", "expected a number > 0, got 0"),
+    ("mcq", "instract-semantic", "{context_s: -1.0}", "context_s", "expected a number >= 0, got -1.0"),
+    ("mcq", "instract-semantic", "{colour: red}", "colour", "unknown key (known: frames, sampling, fps"),
+    ("mcq", "instract-semantic", "{max_order_negatives: 2}", "max_order_negatives",
+     "is read only by the format(s) instract-logic; format 'instract-semantic' would ignore it"),
+    ("retrieval", "rows", "{v2t: best}", "v2t", "expected one of max_caption, any_caption, got 'best'"),
+    ("retrieval", "instract-dynamics", "{clips: 3}", "clips", "is read only by the format(s) rows"),
+    ("classification", "rows", "{tau: '0.02'}", "tau", "expected a number > 0, got '0.02'"),
+    ("classification", "rows", "{runs: 3}", "runs", "is read only by the format(s) srt"),
+    ("classification", "rows", "{prompt: a video of}", "prompt", "must hold exactly one '{}'"),
+    ("classification", "rows", "{leaf_augmentaton: true}", "leaf_augmentaton",
+     "unknown key; did you mean 'leaf_augmentation'?"),
+    ("classification", "rows", "{frames: 30, sampling: fps, fps: 10, window_s: 2.0}", "window_s",
+     "window_s 2 is not frames / fps = 3"),
+    ("localization", "activitynet", "{tiou_thresholds: thumos14, sliding_window: {strid_s: 1.0}}",
+     "sliding_window.strid_s", "unknown key; did you mean 'stride_s'?"),
+    ("localization", "activitynet", "{tiou_thresholds: thumos14, sliding_window: {tau: 0}}",
+     "sliding_window.tau", "expected a number > 0, got 0"),
+    ("alignment", "instract-logic", "{min_phrases: 1.5}", "min_phrases", "expected an integer >= 1, got 1.5"),
+])
+def test_a_protocol_key_is_typed_per_kind_and_its_error_names_file_task_and_key(tmp_path, kind, fmt, protocol,
+                                                                                key, message):
+    metric = {"mcq": "accuracy", "retrieval": "t2v.R@1", "classification": "accuracy",
+              "localization": "average_mAP", "alignment": "normalized_dtw_cost"}[kind]
+    error = refusal(task_file(tmp_path, kind=kind, fmt=fmt, protocol=protocol,
+                              metrics=f"[{{name: {metric}, direction: higher}}]"))
+    assert error.field == f"tasks.my-task.protocol.{key}"
+    assert message in error.message
+
+
+def test_protocols_that_contradict_themselves_or_lack_a_required_key_are_refused(tmp_path):
+    error = refusal(task_file(tmp_path, fmt="actionbench-ego4d", transform="reverse_video", protocol="{probe: aa}"))
+    assert error.field == "tasks.my-task.protocol.probe" and "contradicts the transform 'reverse_video'" in error.message
+    error = refusal(task_file(tmp_path, fmt="actionbench-ego4d", transform="[reverse_video]", protocol="{probe: vr}"))
+    assert error.field == "tasks.my-task.transform" and error.message == "expected a non-empty string"
+    error = refusal(task_file(tmp_path, kind="localization", fmt="activitynet", protocol="{subset: test}",
+                              metrics="[{name: average_mAP, direction: higher}]"))
+    assert error.field == "tasks.my-task.protocol" and "missing required key 'tiou_thresholds'" in error.message
+
+
+@pytest.mark.parametrize("kind, fmt, protocol, metric, message", [
+    ("mcq", "instract-semantic", "{frames: 4}", "R@11", "the mcq engine does not report 'R@11' for this task; "
+                                                         "did you mean 'R@1'"),
+    ("mcq", "instract-semantic", "{frames: 4}", "top1", "(it reports R@1, R@5, median_rank, mean_rank, accuracy"),
+    ("retrieval", "rows", "{frames: 4}", "t2v.R@11", "did you mean 't2v.R@1'"),
+    ("retrieval", "rows", "{frames: 4}", "R@1", "did you mean 'v2t.R@1' or 't2v.R@1'?"),
+    ("classification", "rows", "{frames: 4}", "seen.accuracy", "did you mean"),
+    ("classification", "srt", "{frames: 4, runs: 1}", "srt.unseen.accuracy", "does not report"),
+    ("localization", "activitynet", "{tiou_thresholds: thumos14}", "mAP@0.35", "or 'mAP@0.3' or"),
+    ("localization", "activitynet", "{tiou_thresholds: thumos14}", "LAP", "does not report 'LAP'"),
+    ("alignment", "instract-logic", "{frames: 4}", "dtw_cost", "(it reports normalized_dtw_cost, "),
+])
+def test_a_declared_metric_the_engine_does_not_report_refuses_the_file(tmp_path, kind, fmt, protocol, metric,
+                                                                      message):
+    error = refusal(task_file(tmp_path, kind=kind, fmt=fmt, protocol=protocol,
+                              metrics=f"[{{name: accuracy, direction: higher}}, {{name: '{metric}', direction: higher}}]"
+                              if kind in ("mcq",) else f"[{{name: '{metric}', direction: higher}}]"))
+    assert error.field == f"tasks.my-task.metrics[{1 if kind == 'mcq' else 0}].name"
+    assert message in error.message
+
+
+def test_the_metrics_each_engine_reports_can_be_declared(tmp_path):
+    accepted = [
+        ("mcq", "instract-semantic", "{frames: 4}", ["R@1", "R@5", "median_rank", "accuracy"]),
+        ("retrieval", "rows", "{frames: 4, clips: 1, v2t: any_caption}", ["t2v.R@10", "v2t.median_rank", "mean.R@5"]),
+        ("classification", "srt", "{frames: 30, sampling: fps, fps: 10, window_s: 3.0, runs: 10}",
+         ["hm.accuracy", "srt.unseen.macro_f1.std"]),
+        ("localization", "activitynet", "{tiou_thresholds: activitynet}", ["mAP@0.5", "mAP@0.95", "average_mAP"]),
+        ("alignment", "instract-logic", "{min_phrases: 4, phrase_separator: ';'}", ["median_normalized_dtw_cost"]),
+    ]
+    for kind, fmt, protocol, names in accepted:
+        declared = "[" + ", ".join(f"{{name: '{n}', direction: higher}}" for n in names) + "]"
+        spec = load_registry([task_file(tmp_path, kind=kind, fmt=fmt, protocol=protocol, metrics=declared)]
+                             ).tasks["my-task"]
+        assert [m.name for m in spec.metrics] == names
+    lap = task_file(tmp_path, kind="localization", fmt="activitynet", protocol="{tiou_thresholds: thumos14}",
+                    transform="conflicting_descriptions", metrics="[{name: LAP, direction: lower}]")
+    assert load_registry([lap]).tasks["my-task"].metrics[0].name == "LAP"
+
+
+def test_a_protocol_typo_is_one_line_naming_file_task_and_key_exit_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    task_file(tmp_path, protocol="{frmaes: 8, sampling: uniform}")
+    with pytest.raises(SystemExit) as done:
+        main(["list", "tasks", "--include", "my_tasks.yaml"])
+    assert done.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: my_tasks.yaml: tasks.my-task.protocol.frmaes: unknown key; did you mean 'frames'?"]

@@ -306,12 +306,11 @@ def test_other_formats_and_bad_protocols_name_the_field(world, tmp_path):
     spec, location = load_task(write_task(tmp_path, world, fmt="instract-semantic"))
     with pytest.raises(InputError, match=f"tasks.{TASK}.format"):
         alignment_items(spec, location)
-    spec, location = load_task(write_task(tmp_path, world, phrase_separator="(unclosed"))
-    with pytest.raises(InputError, match=f"tasks.{TASK}.protocol.phrase_separator"):
-        alignment_items(spec, location)
-    spec, location = load_task(write_task(tmp_path, world, min_phrases=0))
-    with pytest.raises(InputError, match=f"tasks.{TASK}.protocol.min_phrases"):
-        alignment_items(spec, location)
+    # Refused when the task file is read, before any annotation or video is opened.
+    with pytest.raises(InputError, match=f"tasks.{TASK}.protocol.phrase_separator: not a valid regular"):
+        load_task(write_task(tmp_path, world, phrase_separator="(unclosed"))
+    with pytest.raises(InputError, match=f"tasks.{TASK}.protocol.min_phrases: expected an integer >= 1, got 0"):
+        load_task(write_task(tmp_path, world, min_phrases=0))
 
 
 def test_no_item_left_is_an_error(world, tmp_path, captions):

@@ -12,7 +12,9 @@ from instract_eval.adapters.protocols import Segment
 from instract_eval.errors import InputError
 from instract_eval.media import FrameSpec
 from instract_eval.tasks import load_registry, packaged_registry
+from instract_eval.results import describe_metrics
 from instract_eval.tasks.evaluate import FORMATS_OF_KIND, evaluate_task
+from instract_eval.tasks.schema import engine_metrics
 
 
 @pytest.mark.parametrize("name", sorted(packaged_registry().tasks))
@@ -63,6 +65,12 @@ def test_the_synth_world_runs_end_to_end_through_evaluate_task(world):
             for part in metric.name.split(".") if metric.name not in value else [metric.name]:
                 value = value[part]
             assert isinstance(value, float), (name, metric.name)
+    for name, result in results.items():  # the names the registry checks declared metrics against
+        spec = registry.tasks[name]
+        declared = set(engine_metrics(spec.kind, spec.format, spec.transform, spec.protocol))
+        if spec.kind == "localization":  # only a localizer that answers in text has hallucination rates
+            declared -= {"hallucination.fixed", "hallucination.repeating"}
+        assert set(describe_metrics(result["metrics"])) == declared, name
     assert results["synth-aa"]["metrics"]["accuracy"] == pytest.approx(0.5)
     assert results["synth-semantic"]["coverage"]["total"] == counts["synth-semantic"]
     assert results["synth-srt"]["metrics"]["unseen.accuracy"] == pytest.approx(1 / 4)
@@ -70,6 +78,18 @@ def test_the_synth_world_runs_end_to_end_through_evaluate_task(world):
     assert results["synth-lap"]["metrics"]["LAP"] == 0.0  # the descriptions change nothing
     # Constant tokens and phrases: cosine 1 everywhere, so the DTW cost is exactly 0.
     assert results["synth-alignment"]["metrics"]["normalized_dtw_cost"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_declared_metric_that_only_some_models_report_is_an_error_not_a_gap(world, tmp_path):
+    tasks = tmp_path / "tasks.yaml"
+    tasks.write_text((world / "tasks.yaml").read_text().replace(
+        "{name: average_mAP, direction: higher}", "{name: hallucination.fixed, direction: lower}", 1))
+    spec = load_registry([tasks]).tasks["synth-tal"]
+    assert spec.metrics[0].name == "hallucination.fixed"  # a localizer that answers in text reports it
+    with pytest.raises(InputError) as error:
+        evaluate_task(ConstantEverything(), spec, environ={"INSTRACT_EVAL_DATA_SYNTH_TAL": str(world)})
+    assert error.value.path == str(tasks) and error.value.field == "tasks.synth-tal.metrics[0].name"
+    assert "declares the metric 'hallucination.fixed', which this run did not report" in error.value.message
 
 
 def test_missing_videos_are_an_error_unless_allowed_and_then_counted(world, tmp_path):

@@ -478,11 +478,10 @@ def test_small_task_scores_and_restricts_ground_truth(tmp_path):
 
 
 def test_unknown_threshold_preset_and_transform_name_the_field(tmp_path):
-    spec = small_task_spec(tmp_path, protocol={"tiou_thresholds": "thumos15", "subset": "test"})
-    with pytest.raises(InputError, match="thumos15") as error:
-        localization_task(spec, require_data(spec, environ={}))
+    with pytest.raises(InputError, match="thumos15") as error:  # refused when the task file is read
+        small_task_spec(tmp_path / "preset", protocol={"tiou_thresholds": "thumos15", "subset": "test"})
     assert error.value.field == "tasks.small.protocol.tiou_thresholds"
-    spec = dataclasses.replace(spec, protocol={"tiou_thresholds": "thumos14", "subset": "test"}, transform="shuffle")
+    spec = dataclasses.replace(small_task_spec(tmp_path), transform="shuffle")
     with pytest.raises(InputError, match="unknown transform 'shuffle'") as error:
         localization_task(spec, require_data(spec, environ={}))
     assert error.value.field == "tasks.small.transform"

@@ -103,3 +103,16 @@ def test_dynamics_categories_name_each_pool_once(world, tmp_path):
     spec = load_registry([copy / "tasks.yaml"]).tasks["synth-dynamics"]
     with pytest.raises(InputError, match=f"dynamics_categories.yaml: gives no category for the pool.*{dropped}"):
         retrieval_items(spec, require_data(spec, environ={}))
+
+
+def test_actionbench_clips_take_the_protocols_context_and_minimum_length(world, tmp_path):
+    """The typed protocol accepts context_s/min_clip_s for every mcq format, so ActionBench reads them too."""
+    tasks = tmp_path / "tasks.yaml"
+    tasks.write_text((world / "tasks.yaml").read_text().replace("context_s: 0.0, min_clip_s: 0.0",
+                                                                "context_s: 1.5, min_clip_s: 2.0"))
+    for name in ("synth-aa", "synth-vr"):
+        spec = load_registry([tasks]).tasks[name]
+        items = mcq_items(spec, require_data(spec, environ={f"INSTRACT_EVAL_DATA_{name.upper().replace('-', '_')}":
+                                                            str(world)}))
+        requests = [r for item in items for r in (item.query, *item.candidates) if not isinstance(r, str)]
+        assert requests and {(r.context_s, r.min_clip_s) for r in requests} == {(1.5, 2.0)}
