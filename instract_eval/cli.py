@@ -301,13 +301,16 @@ def _site_for(output: Path, site: Path | None) -> Path:
     """Where `run` writes the leaderboard (default: OUTPUT-site beside OUTPUT), checked before any
     work: the destination must be writable as a site, and the records already in OUTPUT, which the
     site shows too, must be readable."""
+    from .files import require_writable_directory
     from .leaderboard.site import check_destination
     from .results import read_records
 
+    require_writable_directory(output, "--output")
     if site is None:
         base = output if output.name not in ("", ".", "..") else output.resolve()
         site = base.parent / f"{base.name}-site"
     check_destination(site, flag="--site")
+    require_writable_directory(site, "--site")
     if output.is_dir() and any(output.rglob("*.json")):
         try:
             read_records(output)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
-from .files import write_atomic
+from .files import make_directories, write_atomic, writing
 
 __all__ = ["SCHEMA", "read_records", "read_record_files", "read_sample_log", "sample_log_of", "describe_metrics",
            "dataset_fingerprint", "software_versions", "record_path", "samples_path", "write_record", "to_json",
@@ -189,13 +189,15 @@ def write_record(output: Path, record: Mapping[str, Any], samples: Sequence[Mapp
     """
     model, task = model_label(record), record["task"]["name"]
     path = record_path(output, model, task)
-    path.parent.mkdir(parents=True, exist_ok=True)
     log = samples_path(output, model, task)
+    with writing(path):
+        make_directories(path.parent)
     if samples is not None:
         lines = (json.dumps(to_json({"task": task, "model": model, **sample}), allow_nan=False) for sample in samples)
         write_atomic(log, "".join(line + "\n" for line in lines))
     else:
-        log.unlink(missing_ok=True)
+        with writing(log):
+            log.unlink(missing_ok=True)
     write_atomic(path, json.dumps(to_json(record), indent=2, allow_nan=False) + "\n")
     return path
 

@@ -27,6 +27,7 @@ from markupsafe import Markup
 
 from instract_eval import __version__
 from instract_eval.errors import InputError
+from instract_eval.files import fresh_directory, make_directories, replace_atomically, writing
 
 from .board import Board, Column, build_board, format_value
 from .plots import task_plots
@@ -91,18 +92,22 @@ def check_destination(out: Path, flag: str = "--out") -> None:
 def write_site(pages: Mapping[str, str], out: Path) -> None:
     """Write the pages into a fresh directory beside ``out``, then swap it in place of ``out``.
 
-    Pages are world-readable (0644, the directory 0755) so that any static host can serve them. If
-    the swap fails, the previous site is put back.
+    Pages and their directory get the user's umask, like the result records (with the usual 022:
+    0644 and 0755, readable by any static host). If the swap fails, the previous site is put back;
+    a write the system refuses (read-only, full disk) is a `WriteError` naming ``out``.
     """
     check_destination(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    with writing(out):
+        _write_and_swap(pages, out)
+
+
+def _write_and_swap(pages: Mapping[str, str], out: Path) -> None:
+    make_directories(out.parent)
+    staging = fresh_directory(out.parent, f".{out.name}.")
     previous = None
     try:
         for name, html in {**pages, MARKER: "built by instract-eval leaderboard build\n"}.items():
-            (staging / name).write_text(html, encoding="utf-8")
-            os.chmod(staging / name, 0o644)
-        os.chmod(staging, 0o755)
+            replace_atomically(staging / name, html)
         if out.exists():
             previous = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
             os.replace(out, previous / "site")

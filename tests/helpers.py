@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 
 
@@ -45,3 +47,28 @@ def result_record(model: str, task: str, metrics: dict[str, tuple]) -> dict:
             "metrics": {name: {"value": value, "unit": unit, "direction": direction, "headline": True}
                         for name, (value, unit, direction) in metrics.items()}}
 
+
+def simulate_full_disk(monkeypatch, directory: Path, files_that_fit: int = 0) -> None:
+    """Make the disk under ``directory`` full, in-process and without root: the first
+    ``files_that_fit`` files opened there with `os.open` take their bytes, writes to any later
+    one fail with ENOSPC, as `os.write` does on a full file system."""
+    directory = Path(directory).resolve()
+    real_open, real_write = os.open, os.write
+    paths: dict[int, Path] = {}
+    fitted: list[Path] = []
+
+    def tracking_open(path, flags, mode=0o777, *args, **kwargs):
+        descriptor = real_open(path, flags, mode, *args, **kwargs)
+        paths[descriptor] = Path(path).resolve()
+        return descriptor
+
+    def full_write(descriptor, data):
+        path = paths.get(descriptor)
+        if path is not None and path.is_relative_to(directory) and path not in fitted:
+            if len(fitted) >= files_that_fit:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            fitted.append(path)
+        return real_write(descriptor, data)
+
+    monkeypatch.setattr(os, "open", tracking_open)
+    monkeypatch.setattr(os, "write", full_write)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from instract_eval.cli import main
 
-from .helpers import ground_truth_document, predictions_document
+from .helpers import ground_truth_document, predictions_document, simulate_full_disk
 
 GOOD_GT = ground_truth_document({"v1": [("A", 0.0, 10.0)], "v2": [("B", 5.0, 15.0)]})
 GOOD_PRED = predictions_document({"v1": [("A", 0.0, 10.0, 0.9)]})
@@ -226,3 +227,18 @@ def test_each_wrong_argument_gets_its_own_accurate_line(tmp_path, capsys, world)
                      "--labels", str(tmp_path / "labels.npy"))
     assert code == 2 and "logits.npy: is not a .npy file (it does not start with the NumPy header" in err
     assert "pickled" not in err
+
+
+def test_score_output_that_cannot_be_written_is_one_line_with_the_errno(tmp_path, capsys, monkeypatch):
+    """Issue 12, item 6: a full disk, and a place no one may write (``/proc``, even for root)."""
+    np.save(tmp_path / "s.npy", SCORES)
+    argv = ["score", "mcq", "--scores", str(tmp_path / "s.npy"), "--output"]
+    if os.path.isdir("/proc/self"):
+        code, err = _cli(capsys, *argv, "/proc/instract-eval.json")
+        assert code == 2 and err == "error: /proc/instract-eval.json: cannot write: [Errno 2] No such file or directory\n"
+    out = tmp_path / "full" / "r.json"
+    out.parent.mkdir()
+    simulate_full_disk(monkeypatch, out.parent)
+    code, err = _cli(capsys, *argv, str(out))
+    assert code == 2 and err == f"error: {out}: cannot write: [Errno 28] No space left on device\n"
+    assert not list(out.parent.iterdir())  # no partial file, no temporary file

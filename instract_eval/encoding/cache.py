@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from instract_eval.files import write_atomic
+from instract_eval.files import make_directories, write_atomic, writing
 
 __all__ = ["OutputCache", "default_cache_dir", "digest"]
 
@@ -78,7 +78,8 @@ class OutputCache:
         if not outputs:
             return
         directory = self.directory(namespace)
-        directory.mkdir(parents=True, exist_ok=True)
+        with writing(directory):
+            make_directories(directory)
         description = directory / "namespace.json"
         if not description.exists():
             write_atomic(description, json.dumps(namespace, indent=2, sort_keys=True, default=str).encode())

@@ -15,11 +15,12 @@ The order of work, and why:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,7 +30,8 @@ import torch
 
 from instract_eval.adapters.protocols import capabilities_of, task_frame_spec
 from instract_eval.adapters.registry import create_model, model_fingerprint
-from instract_eval.errors import InputError
+from instract_eval.errors import InputError, WriteError
+from instract_eval.files import require_writable_directory
 from instract_eval.results import SCHEMA, dataset_fingerprint, describe_metrics, software_versions, write_record
 from instract_eval.tasks.encoding import engine_capability
 from instract_eval.tasks.evaluate import evaluate_task
@@ -111,7 +113,7 @@ def run_evaluation(models: Sequence[ModelRequest], task_names: Sequence[str], re
     if options.precision == "fp16" and device.type == "cpu":
         raise InputError("fp16 autocast needs a GPU; use --precision bf16 or fp32 on the CPU", field="--precision")
     for directory, flag in ((options.output, "--output"), (options.cache_dir, "--cache-dir")):
-        _require_directory(directory, flag)
+        require_writable_directory(directory, flag)
     if isinstance(options.workers, bool) or not isinstance(options.workers, int) or options.workers < 0:
         raise InputError(f"the number of decoding workers must be 0 (decode in this process) or more, got "
                          f"{options.workers!r}", field="--workers")
@@ -125,6 +127,7 @@ def run_evaluation(models: Sequence[ModelRequest], task_names: Sequence[str], re
                      _runnable(request, model, specs, named, report.skipped)))
     names = Counter(request.name for request in models)
     shared = _SharedProvenance(options, environ)
+    num_records = sum(len(runnable) for *_, runnable in plan)
     for index, (request, model, fingerprint, runnable) in enumerate(plan):
         label = request.name if names[request.name] == 1 else f"{request.name}@{fingerprint[:8]}"
         model = _to_device(model, device)
@@ -133,11 +136,15 @@ def run_evaluation(models: Sequence[ModelRequest], task_names: Sequence[str], re
                           allow_missing=options.allow_missing, device=device, precision=options.precision,
                           cache=cache, ranks=ranks, progress=progress)
         for spec in runnable:
-            record, samples = _evaluate(request, label, fingerprint, spec, registry.groups_of(spec.name), encoder,
-                                        options, shared, environ)
+            with _noting_written_records(options.output if ranks.is_main else None, report.written,
+                                         num_records):  # the cache writes as it goes
+                record, samples = _evaluate(request, label, fingerprint, spec, registry.groups_of(spec.name),
+                                            encoder, options, shared, environ)
             report.records.append(record)
             if ranks.is_main and options.output is not None:
-                report.written.append(write_record(options.output, record, samples if options.log_samples else None))
+                with _noting_written_records(options.output, report.written, num_records):
+                    report.written.append(write_record(options.output, record,
+                                                       samples if options.log_samples else None))
         plan[index] = None  # one model on the device at a time
         del model, encoder
         if device.type == "cuda":
@@ -146,22 +153,25 @@ def run_evaluation(models: Sequence[ModelRequest], task_names: Sequence[str], re
     return report
 
 
-def _require_directory(directory: Path | None, flag: str) -> None:
-    """Fail now, in one line, if ``directory`` could not be created later (a file stands in the way).
+@contextlib.contextmanager
+def _noting_written_records(output: Path | None, written: Sequence[Path], num_records: int) -> Iterator[None]:
+    """When a write fails midway (a record, or a cache shard: a disk filling up), the one-line error
+    also says which records of this run are on disk, so the user knows what survived."""
+    try:
+        yield
+    except WriteError as error:
+        if output is None:
+            raise
+        raise WriteError(f"{error.message}; {_written_before(output, written, num_records)}",
+                         path=error.path, field=error.field) from error
 
-    Nothing is created here: a run that fails before its first record leaves nothing behind.
-    """
-    if directory is None:
-        return
-    path = Path(directory)
-    for candidate in (path, *path.parents):
-        if candidate.exists():
-            if not candidate.is_dir():
-                raise InputError(f"{candidate} is a file, so the directory cannot be created", path=directory,
-                                 field=flag)
-            if not os.access(candidate, os.W_OK):
-                raise InputError(f"{candidate} is not writable", path=directory, field=flag)
-            return
+
+def _written_before(output: Path, written: Sequence[Path], num_records: int) -> str:
+    """``records written before it: 2 of 9 in OUT: m/a.json, m/b.json``."""
+    text = f"records written before it: {len(written)} of {num_records}"
+    if not written:
+        return text
+    return f"{text} in {output}: " + ", ".join(os.path.relpath(path, output) for path in written)
 
 
 def _runnable(request: ModelRequest, model: Any, specs: Sequence[TaskSpec], named: set[str],

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from instract_eval.leaderboard.reported import reported_rows
 from instract_eval.leaderboard.site import MARKER
 from instract_eval.results import label_by_source, read_records
 
+from ..helpers import simulate_full_disk
 from ..runner.test_cli_run import cli
 from .conftest import HOSTILE
 
@@ -226,10 +229,35 @@ def test_task_pages_show_every_metric_and_the_index_lists_every_page(results, tm
                                                     for p in board.tasks)
 
 
-def test_pages_are_world_readable(results, tmp_path):
-    build_site([results["runs"]], tmp_path / "site")
-    assert {oct(path.stat().st_mode & 0o777) for path in (tmp_path / "site").iterdir()} == {"0o644"}
-    assert oct((tmp_path / "site").stat().st_mode & 0o777) == "0o755"
+@pytest.mark.parametrize("umask, page_mode, directory_mode", [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)])
+def test_pages_get_the_users_umask(results, tmp_path, umask, page_mode, directory_mode):
+    """As the result records do: with the usual 022 any static host can read them, and a user who
+    keeps files from others (027) is not overruled."""
+    previous = os.umask(umask)
+    try:
+        build_site([results["runs"]], tmp_path / "site")
+    finally:
+        os.umask(previous)
+    assert {stat.S_IMODE(path.stat().st_mode) for path in (tmp_path / "site").iterdir()} == {page_mode}
+    assert stat.S_IMODE((tmp_path / "site").stat().st_mode) == directory_mode
+
+
+def test_an_out_under_a_file_is_one_line_naming_it(results, tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    code, _, err = cli(capsys, "leaderboard", "build", str(results["runs"]), "--out", str(tmp_path / "file" / "site"))
+    assert code == 2 and err == (f"error: {tmp_path / 'file' / 'site'}: cannot write: [Errno 20] Not a directory: "
+                                 f"{tmp_path / 'file'}\n")
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_previous_site(results, tmp_path, capsys, monkeypatch):
+    site = tmp_path / "site"
+    build_site([results["runs"]], site)
+    before = {path.name: path.read_bytes() for path in site.iterdir()}
+    simulate_full_disk(monkeypatch, tmp_path, files_that_fit=1)
+    code, _, err = cli(capsys, "leaderboard", "build", str(results["paper"]), "--out", str(site))
+    assert code == 2 and err == f"error: {site}: cannot write: [Errno 28] No space left on device\n"
+    assert {path.name: path.read_bytes() for path in site.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["site"]  # no staging directory left behind
 
 
 def test_non_finite_values_show_as_missing_and_are_not_plotted(results, tmp_path):

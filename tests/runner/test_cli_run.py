@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
 from instract_eval.cli import main
+
+from ..helpers import simulate_full_disk
 
 
 def cli(capsys, *argv) -> tuple[int, str, str]:
@@ -129,3 +133,83 @@ def _readme_default_table() -> list[list[str]]:
             break
         rows.append([cell.strip() for cell in line.strip("|").split("|")])
     return rows
+
+
+def _error_line(err: str) -> str:
+    """The error: the last line on standard error (progress lines outside a terminal come before it)."""
+    assert "Traceback" not in err, err
+    return err.strip().splitlines()[-1]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
+def test_an_output_no_one_can_create_is_one_line_before_any_work(capsys, world, monkeypatch):
+    """``/proc`` refuses new entries even to root, whom ``os.access`` calls allowed; the run used to
+    do all its work and then fail in a traceback."""
+    import instract_eval.encoding.encoder as encoder
+
+    monkeypatch.setattr(encoder, "clip_loader", lambda *a, **k: pytest.fail("a clip was decoded"))
+    for extra in ([], ["--no-site"]):
+        code, _, err = cli(capsys, "run", "--model", "random", "--include", str(world / "tasks.yaml"), "--task",
+                           "synth-aa", "--no-cache", "--output", "/proc/instract-eval/results", *extra)
+        assert code == 2 and _error_line(err) == ("error: /proc/instract-eval/results: --output: cannot write: "
+                                                  "[Errno 2] No such file or directory"), err
+
+
+def test_a_disk_full_midway_is_one_line_saying_which_records_were_written(capsys, world, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    simulate_full_disk(monkeypatch, out, files_that_fit=1)
+    code, stdout, err = cli(capsys, "run", "--model", "random", "--include", str(world / "tasks.yaml"), "--task",
+                            "synth-aa", "--task", "synth-dynamics", "--no-cache", "--no-site", "--output", str(out))
+    assert code == 2 and _error_line(err) == (
+        f"error: {out / 'random' / 'synth-dynamics.json'}: cannot write: [Errno 28] No space left on device; "
+        f"records written before it: 1 of 2 in {out}: {Path('random') / 'synth-aa.json'}"), err
+    assert sorted(p.name for p in out.rglob("*")) == ["random", "synth-aa.json"]  # no temporary file left
+
+
+def test_a_full_cache_disk_midway_is_one_line_saying_which_records_were_written(capsys, world, tmp_path,
+                                                                               monkeypatch):
+    """The cache writes as the run goes, so it can be what fills a shared disk."""
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    code, *_ = cli(capsys, "run", "--model", "random", "--include", str(world / "tasks.yaml"), "--task",
+                   "synth-aa", "--cache-dir", str(cache), "--no-site", "--output", str(tmp_path / "warm"))
+    assert code == 0  # synth-aa's outputs are cached; synth-dynamics needs new ones
+    simulate_full_disk(monkeypatch, cache)
+    code, _, err = cli(capsys, "run", "--model", "random", "--include", str(world / "tasks.yaml"), "--task",
+                       "synth-aa", "--task", "synth-dynamics", "--cache-dir", str(cache), "--no-site",
+                       "--output", str(out))
+    line = _error_line(err)
+    assert code == 2 and line.startswith(f"error: {cache}") and (
+        f": cannot write: [Errno 28] No space left on device; records written before it: 1 of 2 in {out}: "
+        f"{Path('random') / 'synth-aa.json'}") in line, err
+
+
+def test_a_site_that_cannot_be_written_after_the_run_is_one_line(capsys, world, tmp_path, monkeypatch):
+    """The records are written and said so; the site's failure names the site, and leaves no page."""
+    site = tmp_path / "public" / "site"
+    simulate_full_disk(monkeypatch, tmp_path / "public")
+    code, stdout, err = cli(capsys, "run", "--model", "random", "--include", str(world / "tasks.yaml"), "--task",
+                            "synth-aa", "--no-cache", "--output", str(tmp_path / "out"), "--site", str(site))
+    assert code == 2 and _error_line(err) == f"error: {site}: cannot write: [Errno 28] No space left on device", err
+    assert "wrote 1 result record" in stdout and (tmp_path / "out" / "random" / "synth-aa.json").is_file()
+    assert not list((tmp_path / "public").iterdir())  # neither a page nor a staging directory
+
+
+def test_a_site_under_a_file_is_refused_before_any_work(capsys, world, tmp_path):
+    (tmp_path / "file").write_text("")
+    code, _, err = cli(capsys, "run", "--model", "random", "--include", str(world / "tasks.yaml"), "--task",
+                       "synth-aa", "--no-cache", "--output", str(tmp_path / "out"), "--site",
+                       str(tmp_path / "file" / "site"))
+    assert code == 2 and "--site: " in _error_line(err) and "is a file" in err and not (tmp_path / "out").exists()
+
+
+def test_records_and_site_pages_get_the_users_umask(capsys, world, tmp_path):
+    previous = os.umask(0o027)
+    try:
+        code, _, err = cli(capsys, "run", "--model", "random", "--include", str(world / "tasks.yaml"), "--task",
+                           "synth-aa", "--no-cache", "--log-samples", "--output", str(tmp_path / "out"))
+    finally:
+        os.umask(previous)
+    assert code == 0, err
+    files = [p for p in (tmp_path / "out").rglob("*") if p.is_file()] + list((tmp_path / "out-site").iterdir())
+    assert len(files) == 5 and {stat.S_IMODE(p.stat().st_mode) for p in files} == {0o640}
+    assert stat.S_IMODE((tmp_path / "out-site").stat().st_mode) == 0o750
