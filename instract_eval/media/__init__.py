@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from .clips import ClipFrames, clip_key, decode_clip_frames, load_clip
 from .dataset import ClipBatch, ClipDataset, ClipFailure, ClipItem, ClipLoader, clip_loader, collate_clips
-from .decode import DecodedFrames, VideoInfo, VideoReader, decode_frames, probe_video
+from .decode import DecodedFrames, VideoInfo, VideoReader, decode_frames, probe_video, read_last_frame
 from .features import FEATURE_SUFFIXES, feature_path, feature_times, read_features
 from .request import ClipRequest
 from .sampling import ClipPlan, plan_request, resolve_window, sample_times, split_clips
@@ -66,6 +66,7 @@ __all__ = [
     "normalize",
     "plan_request",
     "probe_video",
+    "read_last_frame",
     "read_features",
     "resize_short_side",
     "resolve_window",

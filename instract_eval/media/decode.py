@@ -12,10 +12,11 @@ the last frame: then the file is shorter than its metadata says (a truncated dow
 is an error, never a silently shorter or padded clip.
 
 Decoding seeks to the last keyframe at or before the first requested time and decodes forward,
-converting to RGB only the frames that are used. If seeking fails (raw streams) or lands after
-the requested time, the reader decodes from the beginning of the file instead of returning wrong
-frames. A frame without a timestamp (MPEG-PS, raw H.264) is placed one frame duration after the
-previous one, as ffmpeg's best-effort timestamps do.
+converting to RGB only the frames that are used. If seeking fails (raw streams), gives no frame
+at all (MPEG-PS near its end) or lands after the requested time, the reader decodes from the
+beginning of the file instead of returning wrong frames. A frame without a timestamp (MPEG-PS,
+raw H.264) is placed one frame duration after the previous one, as ffmpeg's best-effort
+timestamps do.
 
 Every failure to open or decode (missing file, not a video, corrupt data, no video stream)
 raises `InputError` naming the file.
@@ -37,7 +38,8 @@ from av.error import FFmpegError
 
 from ..errors import InputError
 
-__all__ = ["END_TOLERANCE_S", "VideoInfo", "DecodedFrames", "VideoReader", "probe_video", "decode_frames"]
+__all__ = ["END_TOLERANCE_S", "VideoInfo", "DecodedFrames", "VideoReader", "probe_video", "decode_frames",
+           "read_last_frame"]
 
 END_TOLERANCE_S = 1.0
 _EPS = 1e-6
@@ -242,6 +244,8 @@ class VideoReader:
             previous, previous_time = frame, now
             previous_array = holder_array if holder is frame else None
         if pending < len(times):
+            if previous is None and seek:  # the seek gave no frame at all (MPEG-PS near its end)
+                return None
             if previous is None:
                 raise InputError("video has no decodable frames", path=self.path)
             frame_duration = self._frame_duration(previous)
@@ -259,6 +263,39 @@ class VideoReader:
                 chosen[pending], source[pending] = previous_array, previous_time
                 pending += 1
         return [array for array in chosen if array is not None], source, decoded  # all set by now
+
+    def last_frame_time(self) -> float:
+        """Decode the frame shown at the end of the video and return its time; see `read_last_frame`."""
+        self._require_listed_frames()
+        info = self.info
+        nominal = 1.0 / info.average_fps if info.average_fps else 0.0
+        shown = float(self.frames_at([max(0.0, info.duration - nominal / 2)]).source_times[0])
+        # The decoded frame's own duration where it has one: a raw stream's nominal rate can be
+        # ffmpeg's guess (25 fps) rather than the rate its packets are timed at.
+        own = self._next_time - shown if self._next_time is not None else 0.0
+        frame = own if own > _EPS else nominal
+        slack = 2.0 * frame if frame else END_TOLERANCE_S
+        if shown < info.duration - slack - _EPS:
+            raise InputError(f"its last frame starts at {shown:.3f} s but its metadata says it lasts "
+                             f"{info.duration:.3f} s (truncated file?)", path=self.path)
+        return shown
+
+    def _require_listed_frames(self) -> None:
+        """Every frame the container's index lists must have its packet in the file (demuxing
+        only, no decoding); formats without a frame count are left to the end-time check."""
+        listed = self.info.num_frames
+        if not listed:
+            return
+        self._at_start = False
+        try:
+            found = sum(1 for packet in self._container.demux(self._stream) if packet.size)
+        except FFmpegError as error:
+            raise InputError(f"cannot read video ({_reason(error)}; truncated or corrupt file?)",
+                             path=self.path) from error
+        self._rewind()
+        if found < listed:
+            raise InputError(f"holds {found} of the {listed} frames its metadata lists (truncated file?)",
+                             path=self.path)
 
     def _frame_time(self, frame: av.VideoFrame, *, first_of_file: bool) -> float | None:
         """Presentation time in seconds; frames without one follow the previous frame (as ffmpeg does)."""
@@ -297,6 +334,20 @@ def decode_frames(path: str | os.PathLike, times: Sequence[float] | np.ndarray) 
     """The frames shown at ``times`` (seconds) in the video at ``path``: uint8 ``[T, H, W, 3]``."""
     with VideoReader(path) as reader:
         return reader.frames_at(times)
+
+
+def read_last_frame(path: str | os.PathLike) -> float:
+    """Check that the video at ``path`` is whole and decode its last frame; returns that frame's time (s).
+
+    Why not `decode_frames` at the end: sampling holds the last frame for up to `END_TOLERANCE_S`
+    past the end of the data, and with B-frames the last frame in display order is decoded before
+    the frames just before it, so a download cut between two packets still "shows" a last frame.
+    A check before a run must see the gap: it counts the packets (cheap, no decoding) against the
+    frame count in the index, then decodes the frame shown at the very end, which must start
+    within two frame durations of the end the metadata gives.
+    """
+    with VideoReader(path) as reader:
+        return reader.last_frame_time()
 
 
 def _reason(error: BaseException) -> str:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from instract_eval.errors import InputError
-from instract_eval.media import VideoReader, decode_frames, probe_video
+from instract_eval.media import VideoReader, decode_frames, probe_video, read_last_frame
 from tests.media.test_fixture_videos import frame_indices, write_video
 
 
@@ -177,3 +177,28 @@ def test_file_without_video_stream(tmp_path: Path) -> None:
 def test_no_timestamps_is_a_usage_error(video: Path) -> None:
     with VideoReader(video) as reader, pytest.raises(ValueError):
         reader.frames_at([])
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".mov", ".avi", ".mpg"])
+def test_read_last_frame_accepts_a_whole_video_of_each_container(tmp_path: Path, suffix: str) -> None:
+    """No false alarm, with or without a frame count in the index or a timestamp on every packet
+    (MPEG-PS: a seek near its end gives no frame, and the reader then decodes from the start)."""
+    path = write_video(tmp_path / f"clip{suffix}", num_frames=40, fps=10)
+    assert 3.5 <= read_last_frame(path) <= 3.9 + 1e-6
+    assert decode_frames(path, [3.95]).frames.shape[0] == 1
+
+
+def test_read_last_frame_catches_a_file_cut_at_a_packet_boundary(tmp_path: Path) -> None:
+    """A partial download that ends between two packets decodes without an error, and sampling
+    holds its last frame for up to `END_TOLERANCE_S`; `read_last_frame` (what `check` runs) must
+    still see that frames are missing (issue 12, item 5)."""
+    whole = write_video(tmp_path / "whole.mp4", num_frames=60, fps=10, faststart=True)
+    assert read_last_frame(whole) == pytest.approx(5.9)
+    with av.open(str(whole)) as container:
+        starts = [packet.pos for packet in container.demux(container.streams.video[0]) if packet.size]
+    path = tmp_path / "cut.mp4"
+    path.write_bytes(whole.read_bytes()[: starts[-3]])  # the last 3 frames (0.3 s) never arrived
+    assert list(frame_indices(decode_frames(path, [5.95]).frames)) == [56]  # sampling does not notice
+    with pytest.raises(InputError, match="57 of the 60 frames") as caught:
+        read_last_frame(path)
+    assert caught.value.path == str(path)
