@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from .encoding import default_cache_dir, ranks_from_environment
-from .encoding.distributed import Ranks
 from .runner.run import ModelRequest, RunOptions, RunReport, run_evaluation
-from .tasks import Registry, load_registry
+from .tasks.resolve import task_registry
 
 __all__ = ["evaluate", "task_registry", "DEFAULT_MODELS", "DEFAULT_TASKS"]
 
@@ -42,31 +41,3 @@ def evaluate(models: str | ModelRequest | Sequence[str | ModelRequest] = DEFAULT
     registry = task_registry(tasks, include, cache_root, ranks)
     run_options = RunOptions(cache_dir=cache_root / "outputs" if use_cache else None, **options)
     return run_evaluation(requests, list(tasks), registry, run_options, progress=progress, environ=environ)
-
-
-def task_registry(tasks: Sequence[str], include: Sequence[str | os.PathLike], cache_root: Path,
-                  ranks: Ranks) -> Registry:
-    """The packaged tasks, the user's files, and the embedded synthetic world when a synth task is asked for.
-
-    The world joins only when no included file registers a ``synth`` group already (a world the
-    user generated wins). Rank 0 generates it, once per generator version, into the cache.
-    """
-    registry = load_registry(include)
-    if "synth" in registry.groups or not any(name.startswith("synth") for name in tasks):
-        return registry
-    return load_registry([*include, _embedded_world(cache_root, ranks)])
-
-
-def _embedded_world(cache_root: Path, ranks: Ranks) -> Path:
-    import sys
-
-    from .synth import ensure_world, read_manifest
-
-    world = cache_root / "synth-world"
-    if ranks.is_main:
-        if read_manifest(world) is None:
-            print(f"generating the synthetic action world in {world} (first run only, a few seconds)",
-                  file=sys.stderr)
-        ensure_world(world, seed=0, size="default")
-    ranks.barrier()
-    return read_manifest(world).tasks_file

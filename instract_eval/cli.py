@@ -51,6 +51,12 @@ Include = Annotated[
     typer.Option("--include", help="Also read tasks and groups from this registry file (same schema as "
                                    "tasks.yaml); repeatable."),
 ]
+CacheDir = Annotated[
+    Optional[Path],
+    typer.Option("--cache-dir", help="The cache that holds the embedded synthetic world of the synth tasks, as "
+                                     "for `run` (default: $INSTRACT_EVAL_CACHE or ~/.cache/instract-eval).",
+                 file_okay=False),
+]
 DataRoot = Annotated[
     Optional[Path],
     typer.Option("--data-root", help="Directory the tasks' relative data paths start from "
@@ -159,21 +165,26 @@ def score_classification(
 def list_tasks(
     include: Include = None,
     data_root: DataRoot = None,
+    cache_dir: CacheDir = None,
     debug: Debug = False,
 ) -> None:
-    """Every registered task: its kind, paper, groups, and whether its data is present."""
+    """Every registered task, the embedded synthetic world's included: its kind, paper, groups, and
+    whether its data is present."""
     from rich.table import Table
 
-    from .tasks import load_registry, locate_data
+    from .tasks import locate_data
+    from .tasks.resolve import is_embedded, listing_registry
 
-    registry = load_registry(include or ())
+    registry = listing_registry(include or (), cache_dir)
     table = Table(title=f"{len(registry.tasks)} tasks, {len(registry.groups)} groups")
     table.add_column("task", no_wrap=True)
     for column in ("kind", "paper", "groups", "data"):
         table.add_column(column, overflow="fold")
     for spec in registry.tasks.values():
         location = locate_data(spec, data_root)
-        if location.present:
+        if is_embedded(spec, cache_dir):
+            data = "embedded world, " + ("present" if location.present else "generated on first use")
+        elif location.present:
             data = "present" if location.root is not None else "shipped"
         elif location.root is None:
             data = "no data root"
@@ -183,7 +194,8 @@ def list_tasks(
                                          data)))
     _print_table(table, "Data paths start at --data-root or $INSTRACT_EVAL_DATA_ROOT; one task's at "
                  "$INSTRACT_EVAL_DATA_<TASK> (e.g. INSTRACT_EVAL_DATA_INSTRACT_SEMANTIC). Each task's "
-                 "`data.download` in tasks.yaml says what to fetch and from where.")
+                 "`data.download` in tasks.yaml says what to fetch and from where. The synth tasks are the "
+                 "embedded synthetic world, generated into the cache (--cache-dir) when first used.")
 
 
 @app.command("check")
@@ -192,20 +204,47 @@ def check(
     include: Include = None,
     data_root: DataRoot = None,
     allow_missing: Annotated[bool, typer.Option(
-        "--allow-missing", help="Report missing videos instead of failing (an evaluation then covers the "
-        "present ones and records its coverage).")] = False,
+        "--allow-missing", help="Report missing and unreadable videos instead of failing (an evaluation then "
+        "covers the readable ones and records its coverage).")] = False,
+    decode: Annotated[Optional[bool], typer.Option(
+        "--decode/--no-decode", help="Open each video and read it to its last frame, which finds truncated "
+        "downloads (default: for tasks of at most 200 videos).", show_default=False)] = None,
+    cache_dir: CacheDir = None,
     debug: Debug = False,
 ) -> None:
-    """Read each task's annotations and check that its videos are there, before any model runs."""
-    from .tasks import load_registry
+    """Read each task's annotations and check that its videos are there and, for small tasks, that each
+    decodes to its last frame, before any model runs."""
     from .tasks.evaluate import check_task_data
+    from .tasks.resolve import task_registry
 
-    for spec in load_registry(include or ()).resolve(task):
-        report = check_task_data(spec, data_root=data_root, allow_missing=allow_missing)
-        line = (f"{spec.name}: {report['items']} items, {report['present']} of {report['videos']} videos present")
-        if report["missing"]:
-            line += f"; missing e.g. {report['missing'][0]}"
-        typer.echo(line)
+    for spec in task_registry(task, include or (), cache_dir).resolve(task):
+        report = check_task_data(spec, data_root=data_root, allow_missing=allow_missing, decode=decode)
+        typer.echo(_check_line(spec.name, report, decode))
+        if report["unreadable"] and not allow_missing:
+            path, why = report["unreadable"][0]
+            raise InputError(f"{why}; task {spec.name}: {len(report['unreadable'])} of {report['present']} videos "
+                             "cannot be read to their last frame: fetch them again, or pass --allow-missing to "
+                             "evaluate the rest", path=path)
+
+
+def _check_line(name: str, report: dict, decode: bool | None) -> str:
+    """One task's summary: what was read, and how far (present only, or decoded to the last frame)."""
+    from .tasks.evaluate import DECODE_MAX_VIDEOS
+
+    line = f"{name}: {report['items']} items, {report['present']} of {report['videos']} videos present"
+    if report["decoded"] is None:
+        why = "--no-decode" if decode is False else f"more than {DECODE_MAX_VIDEOS} videos; --decode reads each"
+        line += f" (not decoded: {why})"
+    else:
+        line += f", {report['decoded']} decoded to their last frame"
+        if report["unreadable"]:
+            path, why = report["unreadable"][0]
+            line += f"; {len(report['unreadable'])} unreadable: {path}: {why}"
+            if len(report["unreadable"]) > 1:
+                line += f" (and {len(report['unreadable']) - 1} more)"
+    if report["missing"]:
+        line += f"; missing e.g. {report['missing'][0]}"
+    return line
 
 
 @app.command("run")

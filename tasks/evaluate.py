@@ -16,7 +16,7 @@ from typing import Any
 
 from instract_eval.adapters.protocols import wants_leaf_augmentation
 from instract_eval.errors import InputError
-from instract_eval.media import ClipRequest
+from instract_eval.media import FEATURE_SUFFIXES, ClipRequest, read_features, read_last_frame
 from instract_eval.results import describe_metrics
 from instract_eval.encoding import Encoder
 
@@ -29,7 +29,7 @@ from .mcq import evaluate_mcq
 from .registry import TaskSpec, require_data
 from .retrieval import evaluate_retrieval
 
-__all__ = ["CAPABILITY_OF_KIND", "FORMATS_OF_KIND", "evaluate_task", "check_task_data"]
+__all__ = ["CAPABILITY_OF_KIND", "DECODE_MAX_VIDEOS", "FORMATS_OF_KIND", "evaluate_task", "check_task_data"]
 
 # The annotation formats each engine reads.
 FORMATS_OF_KIND: Mapping[str, tuple[str, ...]] = {
@@ -41,32 +41,65 @@ FORMATS_OF_KIND: Mapping[str, tuple[str, ...]] = {
 }
 
 
+# `check` decodes every video of a task with at most this many (a few seconds for clips; a
+# long-video benchmark would take minutes), unless --decode or --no-decode says otherwise.
+DECODE_MAX_VIDEOS = 200
+
+
 def check_task_data(spec: TaskSpec, *, data_root: str | os.PathLike | None = None,
-                    environ: Mapping[str, str] = os.environ, allow_missing: bool = False) -> dict:
+                    environ: Mapping[str, str] = os.environ, allow_missing: bool = False,
+                    decode: bool | None = None) -> dict:
     """Read a task's annotations and check that every video it needs is there, without a model.
 
-    Returns ``{"task", "items", "videos", "present", "missing": [paths]}``. Missing videos raise an
-    `InputError` naming the first of them, unless ``allow_missing`` (what ``run`` would then
-    evaluate is the present part, and its result records the coverage).
+    Returns ``{"task", "items", "videos", "present", "missing": [paths], "decoded", "unreadable"}``.
+    Missing videos raise an `InputError` naming the first of them, unless ``allow_missing`` (what
+    ``run`` would then evaluate is the present part, and its result records the coverage).
+
+    A file that is there may still be a truncated download, which only decoding shows. With
+    ``decode`` (default: when the task has at most `DECODE_MAX_VIDEOS` videos) each present video
+    is read to its last frame (`read_last_frame`; a feature file is read whole): ``decoded``
+    counts those that read, ``unreadable`` lists ``(path, why)`` for the others. Without decoding
+    ``decoded`` is None. Unreadable files are reported, not raised: the caller decides.
     """
     _check_format(spec)
     location = require_data(spec, data_root, environ)
     if spec.kind == "localization":
         task = localization_task(spec, location)
-        videos = list(task.ground_truth.video_names)
-        items = len(videos)
+        names = list(task.ground_truth.video_names)
+        found = {video: find_video(task.video_dir, video) for video in names}
+        videos = [path for path in found.values() if path is not None]
         missing = [str(task.video_dir / f"{video}{{{','.join(MEDIA_SUFFIXES)}}}")
-                   for video in videos if find_video(task.video_dir, video) is None]
+                   for video, path in found.items() if path is None]
+        items = len(names)
     else:
         requests = _requests(spec, location)
         items = len(requests)
-        videos = list(dict.fromkeys(Path(r.path) for group in requests for r in group))
-        missing = [str(path) for path in videos if not path.is_file()]
+        wanted = list(dict.fromkeys(Path(r.path) for group in requests for r in group))
+        videos = [path for path in wanted if path.is_file()]
+        missing = [str(path) for path in wanted if not path.is_file()]
+    total = len(videos) + len(missing)
     if missing and not allow_missing:
-        raise InputError(f"task {spec.name}: {len(missing)} of {len(videos)} videos are missing, e.g. {missing[0]}; "
+        raise InputError(f"task {spec.name}: {len(missing)} of {total} videos are missing, e.g. {missing[0]}; "
                          "fetch them or pass --allow-missing to evaluate the rest", field="data.videos")
-    return {"task": spec.name, "items": items, "videos": len(videos), "present": len(videos) - len(missing),
-            "missing": missing}
+    if decode is None:
+        decode = total <= DECODE_MAX_VIDEOS
+    unreadable = _unreadable(videos) if decode else []
+    return {"task": spec.name, "items": items, "videos": total, "present": len(videos), "missing": missing,
+            "decoded": len(videos) - len(unreadable) if decode else None, "unreadable": unreadable}
+
+
+def _unreadable(paths: list[Path]) -> list[tuple[str, str]]:
+    """``(path, why)`` for each video (or feature file) that cannot be read to its end."""
+    failures = []
+    for path in paths:
+        try:
+            if path.suffix.lower() in FEATURE_SUFFIXES:
+                read_features(path)
+            else:
+                read_last_frame(path)
+        except InputError as error:
+            failures.append((str(path), error.message))
+    return failures
 
 
 def _requests(spec: TaskSpec, location) -> list[tuple[ClipRequest, ...]]:

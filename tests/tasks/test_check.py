@@ -1,0 +1,101 @@
+"""`instract-eval check` and `list tasks`: what they say about a task's videos, and that they resolve
+task names as `run` does (issue 12, items 5 and 12)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from instract_eval.cli import main
+from instract_eval.tasks import evaluate as evaluate_module
+
+
+def run_cli(argv):
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    return done.value.code or 0
+
+
+@pytest.fixture
+def world_copy(world, tmp_path):
+    copy = tmp_path / "world"
+    shutil.copytree(world, copy)
+    return copy
+
+
+def test_check_decodes_each_video_to_its_last_frame_and_fails_on_a_truncated_mp4(world_copy, capsys):
+    tasks = str(world_copy / "tasks.yaml")
+    assert run_cli(["check", "synth-semantic", "--include", tasks]) == 0
+    videos = len(list((world_copy / "videos").glob("sem_*.mp4")))
+    assert f"{videos} of {videos} videos present, {videos} decoded to their last frame" in capsys.readouterr().out
+
+    cut = sorted((world_copy / "videos").glob("sem_*.mp4"))[0]
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])  # a download that stopped half-way
+    assert run_cli(["check", "synth-semantic", "--include", tasks]) == 2
+    captured = capsys.readouterr()
+    assert (f"{videos} of {videos} videos present, {videos - 1} decoded to their last frame; 1 unreadable: {cut}: "
+            in captured.out)
+    error = captured.err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith(f"error: {cut}: ") and "--allow-missing" in error[0]
+
+    # --allow-missing evaluates the readable videos, as `run --allow-missing` does; check still says which.
+    assert run_cli(["check", "synth-semantic", "--include", tasks, "--allow-missing"]) == 0
+    assert f"1 unreadable: {cut}: " in capsys.readouterr().out
+    # --no-decode checks presence only, and says so.
+    assert run_cli(["check", "synth-semantic", "--include", tasks, "--no-decode"]) == 0
+    assert f"{videos} of {videos} videos present (not decoded: --no-decode)" in capsys.readouterr().out
+
+
+def test_only_small_tasks_are_decoded_by_default_and_decode_forces_it(world_copy, monkeypatch, capsys):
+    tasks = str(world_copy / "tasks.yaml")
+    monkeypatch.setattr(evaluate_module, "DECODE_MAX_VIDEOS", 3)
+    assert run_cli(["check", "synth-semantic", "--include", tasks]) == 0
+    videos = len(list((world_copy / "videos").glob("sem_*.mp4")))
+    assert (f"{videos} of {videos} videos present (not decoded: more than 3 videos; --decode reads each)"
+            in capsys.readouterr().out)
+    assert run_cli(["check", "synth-semantic", "--include", tasks, "--decode"]) == 0
+    assert f"{videos} decoded to their last frame" in capsys.readouterr().out
+
+
+def test_check_decodes_the_videos_of_a_localization_task(world_copy, capsys):
+    tasks = str(world_copy / "tasks.yaml")
+    cut = sorted((world_copy / "videos").glob("tal_*.mp4"))[-1]
+    cut.write_bytes(cut.read_bytes()[:-200])
+    assert run_cli(["check", "synth-tal", "--include", tasks]) == 2
+    assert f"1 unreadable: {cut}: " in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def fresh_cache(tmp_path_factory):
+    """A cache without the embedded world: the first test here sees it generated on first use."""
+    return tmp_path_factory.mktemp("check-cache") / "cache"
+
+
+def test_check_and_list_know_the_embedded_world_as_run_does(fresh_cache, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # one table row per line
+    cache = str(fresh_cache)
+    # `list tasks` shows the synth tasks and group without generating the world (a listing writes nothing).
+    assert run_cli(["list", "tasks", "--cache-dir", cache]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if "synth-semantic" in line)
+    assert "synth" in row and "embedded world" in row and "generated on first use" in row
+    assert "synth-alignment" in out
+    assert not (fresh_cache / "synth-world").exists()
+
+    # `check synth` resolves the group as `run` does, generating the world into the cache; a data root set
+    # for the user's benchmarks does not move the embedded world's files.
+    assert run_cli(["check", "synth", "--cache-dir", cache, "--data-root", str(tmp_path / "elsewhere")]) == 0
+    out = capsys.readouterr().out
+    for name in ("synth-semantic", "synth-logic", "synth-dynamics", "synth-aa", "synth-vr", "synth-or",
+                 "synth-srt", "synth-tal", "synth-lap"):
+        assert f"{name}: " in out
+    assert run_cli(["list", "tasks", "--cache-dir", cache]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if "synth-semantic" in line)
+    assert "embedded world" in row and "present" in row
+
+
+def test_a_misspelt_synth_task_gets_the_same_suggestion_from_check_as_from_run(fresh_cache, capsys):
+    assert run_cli(["check", "synth-semantc", "--cache-dir", str(fresh_cache)]) == 2
+    error = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "unknown task or group 'synth-semantc' (did you mean synth-semantic" in error[0]
