@@ -28,6 +28,7 @@ from markupsafe import Markup
 from instract_eval import __version__
 from instract_eval.errors import InputError
 from instract_eval.files import fresh_directory, make_directories, replace_atomically, writing
+from instract_eval.text import plain_lines
 
 from .board import Board, Column, build_board, format_value
 from .plots import task_plots
@@ -64,7 +65,9 @@ def _environment() -> jinja2.Environment:
 
 
 def render_site(board: Board, *, title: str = TITLE) -> dict[str, str]:
-    """Every page of the site: ``{file name: html}``."""
+    """Every page of the site: ``{file name: html}``, without control characters (escaping makes names
+    from result files inert as HTML, not the raw ESC or bidi override they may hold, which would
+    reach the terminal of whoever reads the page's source, or reorder what the page shows)."""
     script = _static("sort.js")
     digest = base64.b64encode(hashlib.sha256(str(script).encode("utf-8")).digest()).decode("ascii")
     environment = _environment()
@@ -77,7 +80,7 @@ def render_site(board: Board, *, title: str = TITLE) -> dict[str, str]:
         cited = {key: source for key, source in board.references.items()
                  if key in {row.paper for row in page.reported}}
         pages[f"{page.slug}.html"] = task_template.render(page=page, plots=task_plots(page), cited=cited, **common)
-    return pages
+    return {name: plain_lines(html) for name, html in pages.items()}
 
 
 def check_destination(out: Path, flag: str = "--out") -> None:

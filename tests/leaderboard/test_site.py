@@ -19,7 +19,7 @@ from instract_eval.leaderboard.reported import reported_rows
 from instract_eval.leaderboard.site import MARKER
 from instract_eval.results import label_by_source, read_records
 
-from ..helpers import simulate_full_disk
+from ..helpers import result_record, simulate_full_disk, write_json
 from ..runner.test_cli_run import cli
 from .conftest import HOSTILE
 
@@ -288,3 +288,17 @@ def test_two_records_of_one_model_and_task_in_one_source_are_refused(results, tm
         shutil.copy(record, tmp_path / "dup" / run / "synth-aa.json")
     code, _, err = cli(capsys, "leaderboard", "build", str(tmp_path / "dup"), "--out", str(tmp_path / "site"))
     assert code == 2 and "run2/synth-aa.json: model.label: a second record" in err
+
+
+def test_control_characters_from_result_files_are_dropped_from_every_page(tmp_path, capsys):
+    """Escaping makes a name inert as HTML, not its raw ESC (which reaches the terminal of whoever
+    reads the page's source) or a right-to-left override (which shows the name reversed)."""
+    (tmp_path / "in").mkdir()
+    write_json(tmp_path / "in" / "r.json", result_record("evil\x1b[2J\u202emodel", "task\x9b31m\x07",
+                                                         {"accuracy": (0.5, "fraction", "higher")}))
+    code, out, err = cli(capsys, "leaderboard", "build", str(tmp_path / "in"), "--out", str(tmp_path / "site"))
+    assert code == 0, err
+    assert "pages for 1 result record:" in out
+    pages = [path.read_text(encoding="utf-8") for path in (tmp_path / "site").glob("*.html")]
+    assert len(pages) == 2 and all("evil[2Jmodel" in page and "task31m" in page for page in pages)
+    assert not any(re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202e]", page) for page in pages)
