@@ -297,6 +297,8 @@ def run(
     With no arguments it evaluates the two small models trained on the synthetic action world on its synth group and prints their comparison.
 
     Under `torchrun --nproc-per-node N -m instract_eval run ...` the unique inputs are split over the ranks and rank 0 writes.
+
+    Progress goes to standard error: bars in a terminal; elsewhere (a pipe, a CI log) a line when each (model, task) starts and finishes, and between them at most one every 5 s (INSTRACT_EVAL_PROGRESS_INTERVAL=SECONDS).
     """
     from rich.console import Console
 
@@ -360,11 +362,18 @@ def _site_for(output: Path, site: Path | None) -> Path:
 
 
 def _progress(console):
-    """Progress bars on standard error, only when it is a terminal; they vanish when done."""
+    """Progress on standard error: bars that vanish when done in a terminal; elsewhere (a pipe, a CI
+    log, where bars cannot redraw) timestamped lines, so that a long first run shows life."""
+    import os
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from .runner.progress import LineProgress, progress_interval
+
+    if not console.is_terminal:
+        return LineProgress(interval=progress_interval(os.environ))
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=True, disable=not console.is_terminal)
+                    console=console, transient=True)
 
 
 @app.command("compare")

@@ -95,7 +95,7 @@ class Encoder:
         self.cache = cache
         self.ranks = ranks
         self.progress = progress
-        self.label = ""  # what the progress bar says is being encoded (the runner sets the task name)
+        self.label = ""  # whose work the progress shows (the runner sets "MODEL TASK")
         self.counts: Counter[str] = Counter()
         self._outputs: dict[str, dict[str, Any]] = {}
         self._forward_limit: dict[str, int] = {}
@@ -183,7 +183,7 @@ class Encoder:
             loader = clip_loader([requests[key] for key in share], spec, batch_size=self.batch_size,
                                  num_workers=self.num_workers, on_error=self._on_decode_error)
             outputs: dict[str, Any] = {}
-            for batch in self._progress(loader, f"{self.label} scoring", total=len(share),
+            for batch in self._progress(loader, "scoring pairs", total=len(share),
                                         step=lambda batch: len(batch.keys)):
                 size, num_clips = batch.clips.shape[:2]
                 # One job per clip and its caption lists, concatenated; or, for a scorer whose scores
@@ -261,7 +261,7 @@ class Encoder:
 
         def localize_share(share: list[str]) -> dict[str, Any]:
             outputs: dict[str, Any] = {}
-            for name in self._progress(share, f"{self.label} localizing"):
+            for name in self._progress(share, "localizing videos"):
                 given = None if descriptions is None else copy.deepcopy(dict(descriptions))
                 with torch.inference_mode(), self._autocast():
                     answer = self.model.localize(str(paths[name]), list(classes), given)
@@ -355,7 +355,7 @@ class Encoder:
                              on_error=self._on_decode_error)
         encode = getattr(self.model, method)
         outputs: dict[str, Any] = {}
-        for batch in self._progress(loader, f"{self.label} videos", total=len(requests),
+        for batch in self._progress(loader, "encoding videos", total=len(requests),
                                     step=lambda batch: len(batch.keys)):
             size, num_clips = batch.clips.shape[:2]
             clips = batch.clips.flatten(0, 1)
@@ -408,14 +408,14 @@ class Encoder:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
-    def _progress(self, items: Iterable[Any], description: str, *, total: int | None = None,
+    def _progress(self, items: Iterable[Any], what: str, *, total: int | None = None,
                   step: Callable[[Any], int] | None = None) -> Iterable[Any]:
-        """``items``, advancing a bar of the shared progress display (rank 0 only)."""
+        """``items``, advancing a bar "LABEL: what" of the shared progress display (rank 0 only)."""
         if self.progress is None or not self.ranks.is_main:
             yield from items
             return
         total = total if total is not None else len(items)  # type: ignore[arg-type]
-        bar = self.progress.add_task(description.strip(), total=total)
+        bar = self.progress.add_task(f"{self.label}: {what}" if self.label else what, total=total)
         try:
             for item in items:
                 yield item

@@ -128,6 +128,7 @@ def run_evaluation(models: Sequence[ModelRequest], task_names: Sequence[str], re
     names = Counter(request.name for request in models)
     shared = _SharedProvenance(options, environ)
     num_records = sum(len(runnable) for *_, runnable in plan)
+    position = 0  # of the (model, task) pair running, for the progress lines
     for index, (request, model, fingerprint, runnable) in enumerate(plan):
         label = request.name if names[request.name] == 1 else f"{request.name}@{fingerprint[:8]}"
         model = _to_device(model, device)
@@ -136,10 +137,15 @@ def run_evaluation(models: Sequence[ModelRequest], task_names: Sequence[str], re
                           allow_missing=options.allow_missing, device=device, precision=options.precision,
                           cache=cache, ranks=ranks, progress=progress)
         for spec in runnable:
+            position += 1
+            encoder.label = f"{label} {spec.name}"
+            _announce(progress, ranks.is_main, f"{encoder.label}: task {position}/{num_records} started")
             with _noting_written_records(options.output if ranks.is_main else None, report.written,
                                          num_records):  # the cache writes as it goes
                 record, samples = _evaluate(request, label, fingerprint, spec, registry.groups_of(spec.name),
                                             encoder, options, shared, environ)
+            _announce(progress, ranks.is_main, f"{encoder.label}: task {position}/{num_records} finished in "
+                      f"{record['run']['wall_time_s']:.1f} s")
             report.records.append(record)
             if ranks.is_main and options.output is not None:
                 with _noting_written_records(options.output, report.written, num_records):
@@ -151,6 +157,13 @@ def run_evaluation(models: Sequence[ModelRequest], task_names: Sequence[str], re
             torch.cuda.empty_cache()
         ranks.barrier()
     return report
+
+
+def _announce(progress: Any, is_main: bool, message: str) -> None:
+    """A line saying that a (model, task) starts or finishes, for displays that print lines
+    (`LineProgress`, outside a terminal); rich's bars name the running task themselves."""
+    if is_main and callable(getattr(progress, "announce", None)):
+        progress.announce(message)
 
 
 @contextlib.contextmanager
@@ -226,7 +239,6 @@ def _evaluate(request: ModelRequest, label: str, fingerprint: str, spec: TaskSpe
               environ: Mapping[str, str]) -> tuple[dict, list]:
     """One (model, task): the engine's result turned into a record and its per-sample log."""
     model = encoder.model
-    encoder.label = spec.name
     before = Counter(encoder.counts)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     started = time.perf_counter()

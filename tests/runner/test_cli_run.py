@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -52,12 +53,22 @@ def test_run_prints_the_headline_table_and_writes_records(capsys, world, tmp_pat
     (["--model", "random", "--batch-size", "0"], "batch size must be at least 1"),
     (["--model", "random", "--precision", "fp8"], "unknown precision 'fp8'"),
     (["--model", "random", "--device", "tpu"], "unknown device 'tpu'"),
-    (["--model", "tests.runner.adapters:nan_videos", "--task", "synth-aa"], "NaN or inf video embeddings"),
 ])
 def test_bad_input_is_one_line_exit_2_and_no_record(capsys, world, tmp_path, argv, message):
     code, out, err = cli(capsys, "run", *argv, "--include", str(world / "tasks.yaml"), "--output",
                          str(tmp_path / "out"), "--no-cache")
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not list(tmp_path.rglob("*.json"))
+
+
+def test_a_failure_during_the_work_is_one_error_line_after_the_progress_so_far(capsys, world, tmp_path):
+    """Outside a terminal the progress lines of the work done stay in the log; the error is the last line."""
+    code, out, err = cli(capsys, "run", "--model", "tests.runner.adapters:nan_videos", "--task", "synth-aa",
+                         "--include", str(world / "tasks.yaml"), "--output", str(tmp_path / "out"), "--no-cache")
+    *progress, last = err.strip().splitlines()
+    assert code == 2 and last.startswith("error: ") and "NaN or inf video embeddings" in last, err
+    assert progress and all(re.match(r"\[\d\d:\d\d:\d\d\] tests.runner.adapters:nan_videos synth-aa: ", line)
+                            for line in progress), err
     assert not list(tmp_path.rglob("*.json"))
 
 
