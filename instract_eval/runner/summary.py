@@ -9,7 +9,7 @@ from rich.table import Table
 from instract_eval.results import model_label
 from instract_eval.text import safe_markup
 
-__all__ = ["summary_table", "format_value"]
+__all__ = ["summary_table", "format_value", "coverage_note"]
 
 
 def format_value(value, unit: str) -> str:
@@ -26,7 +26,10 @@ def summary_table(records: Sequence[dict], skipped: Sequence[tuple[str, str, str
                   delta: bool = False) -> Table:
     """Rows (task, headline metric ↑/↓), columns the models in the order they ran.
 
-    With ``delta`` and exactly two columns, a last column gives the second minus the first.
+    With ``delta`` and exactly two columns, a last column gives the second minus the first. A
+    record that evaluated only part of its task (``--allow-missing``, ``--limit``) says so in each
+    of its cells, ``0.833 (5/6 items)``, and a caption explains the note: a value over fewer items
+    must not pass for the task's.
     """
     models = list(dict.fromkeys(model_label(record) for record in records))
     models += [model for model, _, _ in skipped if model not in models]
@@ -52,7 +55,8 @@ def summary_table(records: Sequence[dict], skipped: Sequence[tuple[str, str, str
                 if record is None:
                     cells.append("skipped" if (model, task) in why_skipped else "")
                     continue
-                cells.append("" if metric is None else format_value(metric["value"], metric["unit"]))
+                cells.append("" if metric is None else format_value(metric["value"], metric["unit"])
+                             + coverage_note(record))
             if delta:
                 first, second = values
                 both = isinstance(first, (int, float)) and isinstance(second, (int, float))
@@ -63,7 +67,19 @@ def summary_table(records: Sequence[dict], skipped: Sequence[tuple[str, str, str
                                  if t == task and name in r["metrics"])
                 arrow = {"higher": " ↑", "lower": " ↓"}.get(direction, "")
             table.add_row(safe_markup(task), safe_markup((name or "") + arrow), *cells)
+    if any(coverage_note(record) for record in records):
+        table.caption = "(n/m items): only n of the task's m items were evaluated (--allow-missing, --limit)"
     return table
+
+
+def coverage_note(record: dict) -> str:
+    """`` (5/6 items)`` when the record evaluated fewer items than its task has, else empty."""
+    coverage = (record.get("dataset") or {}).get("coverage")
+    if not isinstance(coverage, dict):
+        return ""
+    evaluated, total = coverage.get("evaluated"), coverage.get("total")
+    counts = all(isinstance(n, int) and not isinstance(n, bool) for n in (evaluated, total))
+    return f" ({evaluated}/{total} items)" if counts and evaluated < total else ""
 
 
 
