@@ -105,7 +105,7 @@ def _anchored(spec: TaskSpec) -> TaskSpec:
 
 
 def _cache_root(cache_root: str | os.PathLike | None) -> Path:
-    from ..encoding import default_cache_dir
+    from ..paths import default_cache_dir
 
     return Path(cache_root) if cache_root is not None else default_cache_dir()
 

@@ -28,16 +28,9 @@ from typing import Any
 import numpy as np
 
 from instract_eval.files import make_directories, write_atomic, writing
+from instract_eval.paths import default_cache_dir  # defined there: `list tasks` must not import torch
 
 __all__ = ["OutputCache", "default_cache_dir", "digest"]
-
-
-def default_cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
-    """``$INSTRACT_EVAL_CACHE``, else ``$XDG_CACHE_HOME/instract-eval``, else ``~/.cache/instract-eval``."""
-    if environ.get("INSTRACT_EVAL_CACHE"):
-        return Path(environ["INSTRACT_EVAL_CACHE"])
-    base = Path(environ["XDG_CACHE_HOME"]) if environ.get("XDG_CACHE_HOME") else Path.home() / ".cache"
-    return base / "instract-eval"
 
 
 def digest(value: Any) -> str:

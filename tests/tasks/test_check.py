@@ -99,3 +99,15 @@ def test_a_misspelt_synth_task_gets_the_same_suggestion_from_check_as_from_run(f
     assert run_cli(["check", "synth-semantc", "--cache-dir", str(fresh_cache)]) == 2
     error = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(error) == 1 and "unknown task or group 'synth-semantc' (did you mean synth-semantic" in error[0]
+
+
+def test_list_tasks_answers_without_importing_torch(tmp_path):
+    """Listing the embedded world's tasks needs the cache location, not the encoders: no torch import."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom instract_eval.cli import main\ntry:\n    main(['list', 'tasks', '--cache-dir', sys.argv[1]])\n"
+            "except SystemExit:\n    pass\nprint('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "cache")], capture_output=True, text=True,
+                          timeout=120)
+    assert "synth-semantic" in done.stdout and done.stdout.strip().endswith("False")
