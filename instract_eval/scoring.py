@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .data.activitynet import available_subsets, read_ground_truth, read_predictions
+from .data.activitynet import read_ground_truth, read_predictions
 from .data.arrays import read_array
 from .data.jsonfile import read_json, require_list, require_mapping
 from .errors import InputError
@@ -22,8 +22,6 @@ from .metrics.classification import classification_metrics, classification_metri
 from .metrics.localization import TIOU_THRESHOLD_PRESETS, temporal_localization_map, threshold_key
 from .metrics.ranking import TIE_POLICIES, mcq_metrics
 from .metrics.retrieval import pooled_retrieval_metrics, retrieval_metrics
-from .tasks import task
-from .tasks.registry import builtin_resource
 
 PathLike = str | os.PathLike
 
@@ -39,6 +37,9 @@ class LocalizationPreset:
     builtin_ground_truth: str | None
 
 
+# ActivityNet's Evaluation/eval_detection.py: tiou_thresholds=np.linspace(0.5, 0.95, 10) unless told.
+OFFICIAL_DEFAULT_TIOU_THRESHOLDS = TIOU_THRESHOLD_PRESETS["activitynet"]
+
 # Preset name -> the registered task that defines it.
 _PRESET_TASKS = {"thumos14": "tal-thumos14", "activitynet": "tal-activitynet13", "epic": "tal-epic100-verb"}
 LOCALIZATION_PRESETS = tuple(_PRESET_TASKS)
@@ -46,6 +47,8 @@ LOCALIZATION_PRESETS = tuple(_PRESET_TASKS)
 
 def localization_preset(name: str) -> LocalizationPreset:
     """Read a TAL preset (thresholds, default subset, shipped ground truth) from tasks.yaml."""
+    from .tasks import task  # the registry (YAML) only when a preset is asked for
+
     if name not in _PRESET_TASKS:
         raise InputError(f"unknown preset '{name}' (choose from {', '.join(LOCALIZATION_PRESETS)})",
                          field="--preset")
@@ -71,13 +74,12 @@ def score_localization(
     """mAP per tIoU threshold, average mAP and per-class AP of ActivityNet-style files.
 
     ``preset`` supplies the thresholds and the default subset (and, for THUMOS14, the ground
-    truth shipped with the package); explicit ``thresholds`` and ``subset`` override it.
+    truth shipped with the package); explicit ``thresholds`` and ``subset`` override it. With
+    neither thresholds nor preset, the thresholds are the official evaluator's own default.
     """
     chosen = localization_preset(preset) if preset else None
     if thresholds is None:
-        if chosen is None:
-            raise InputError("give --thresholds or a --preset", field="--thresholds")
-        thresholds = chosen.thresholds
+        thresholds = chosen.thresholds if chosen is not None else OFFICIAL_DEFAULT_TIOU_THRESHOLDS
     thresholds = np.asarray(thresholds, dtype=np.float64)
     if thresholds.ndim != 1 or thresholds.size == 0 or not np.all((thresholds > 0) & (thresholds <= 1)):
         raise InputError(f"tIoU thresholds must be in (0, 1], got {thresholds.tolist()}", field="--thresholds")
@@ -86,10 +88,12 @@ def score_localization(
         if chosen is None or chosen.builtin_ground_truth is None:
             raise InputError("give --ground-truth (only --preset thumos14 ships its ground truth)",
                              field="--ground-truth")
+        from .tasks.registry import builtin_resource
+
         with builtin_resource(chosen.builtin_ground_truth) as shipped:
             gt = read_ground_truth(shipped, subset or chosen.subset)
     else:
-        gt = read_ground_truth(ground_truth, subset or _default_subset(ground_truth, chosen))
+        gt = read_ground_truth(ground_truth, subset, preferred_subset=chosen.subset if chosen else None)
     pred = read_predictions(predictions, gt)
 
     result = temporal_localization_map(
@@ -117,14 +121,6 @@ def score_localization(
         "num_predictions_in_unknown_videos": pred.num_in_unknown_videos,
         "num_predictions_ignored_other_subset_class": pred.num_ignored_other_subset_class,
     }
-
-
-def _default_subset(ground_truth: PathLike, chosen: LocalizationPreset | None) -> str | None:
-    """The preset's subset when the file has it; otherwise let the reader insist on --subset."""
-    if chosen is None:
-        return None
-    present = {s.lower() for s in available_subsets(ground_truth)}
-    return chosen.subset if chosen.subset.lower() in present else None
 
 
 def score_mcq(
