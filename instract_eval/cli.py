@@ -18,21 +18,28 @@ from .errors import InputError
 from .files import write_atomic
 from .text import plain, plural, safe_markup
 
+# Help is rendered as plain text (rich_markup_mode=None, on every Typer: each group renders its
+# own): Rich markup would eat the help texts' square brackets ("[s, e]", "[samples, classes]") and
+# show a value type (<bool>) for flags, which take none.
 app = typer.Typer(
     name="instract-eval",
     help="Evaluation harness for action-centric video-language understanding.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 score_app = typer.Typer(
     help="Score predictions produced elsewhere: files in, JSON out (rates in [0, 1], ranks 1-based).",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(score_app, name="score")
-list_app = typer.Typer(help="List what the tool knows: registered tasks and groups, and models.", no_args_is_help=True)
+list_app = typer.Typer(help="List what the tool knows: registered tasks and groups, and models.", no_args_is_help=True,
+                       rich_markup_mode=None)
 app.add_typer(list_app, name="list")
-leaderboard_app = typer.Typer(help="Publish result records as a static leaderboard site.", no_args_is_help=True)
+leaderboard_app = typer.Typer(help="Publish result records as a static leaderboard site.", no_args_is_help=True,
+                              rich_markup_mode=None)
 app.add_typer(leaderboard_app, name="leaderboard")
 
 Output = Annotated[
@@ -91,24 +98,26 @@ def score_tal(
         "--subset", help="Subset to evaluate, matched case-insensitively (default: the preset's, "
         "or the only one in the file).")] = None,
     thresholds: Annotated[Optional[str], typer.Option(
-        "--thresholds", help="Comma-separated tIoU thresholds, e.g. 0.3,0.5,0.7 (overrides the preset's).")] = None,
+        "--thresholds", help="Comma-separated tIoU thresholds, e.g. 0.3,0.5,0.7 (overrides the preset's; "
+        "without either: 0.5:0.05:0.95, the official evaluator's default).")] = None,
     preset: Annotated[Optional[str], typer.Option(
         "--preset", help="Benchmark protocol from tasks.yaml: thumos14 (tIoU 0.3:0.1:0.7, subset test), "
         "activitynet (0.5:0.05:0.95, validation) or epic (0.1:0.1:0.5, validation).")] = None,
-    ties: Ties = "expected",
     output: Output = None,
     debug: Debug = False,
 ) -> None:
     """Temporal action localization: mAP per tIoU threshold, average mAP, per-class AP.
 
     Equal to the official ActivityNet detection evaluator on the same files. Equal scores are
-    ordered by a fixed rule (see the README), so --ties does not change TAL results.
+    ordered by a fixed rule (see the README), so there is no tie policy to choose.
     """
-    scoring._check_ties(ties)
     result = scoring.score_localization(
         predictions, ground_truth, subset=subset, thresholds=_parse_thresholds(thresholds), preset=preset,
     )
     _emit(result, output)
+    if thresholds is None and preset is None:
+        typer.echo("note: no --thresholds or --preset given: used tIoU 0.5:0.05:0.95, the official evaluator's "
+                   "default (ActivityNet-1.3); --preset thumos14 or epic gives those benchmarks' own", err=True)
 
 
 @score_app.command("retrieval")

@@ -202,3 +202,18 @@ def test_console_script_prints_help():
     assert completed.returncode == 0
     for kind in ("tal", "retrieval", "mcq", "classification"):
         assert kind in completed.stdout
+
+
+def test_tal_without_thresholds_or_preset_uses_the_official_default_and_says_so(tmp_path, capsys):
+    gt = write_json(tmp_path / "gt.json", ground_truth_document({"v1": [("A", 0, 10)]}))
+    pred = write_json(tmp_path / "pred.json", predictions_document({"v1": [("A", 0, 8, 0.9)]}))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["score", "tal", "-g", str(gt), "-p", str(pred)])
+    assert exit_info.value.code in (0, None)
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    # ActivityNet's eval_detection.py default: np.linspace(0.5, 0.95, 10); tIoU 0.8 matches up to 0.8.
+    assert result["thresholds"] == np.linspace(0.5, 0.95, 10).tolist()
+    assert list(result["mAP"].values()) == [1.0] * 7 + [0.0] * 3
+    assert "0.5:0.05:0.95" in captured.err and "default" in captured.err
+    assert len(captured.err.splitlines()) == 1
