@@ -23,6 +23,11 @@ silent, each by a rule stated here:
   in the result.
 - A prediction whose label has ground truth only in another subset is ignored and counted (the
   official code raises ``KeyError``); a label absent from the whole ground truth is bad input.
+
+Each reader has two paths. A valid file is decoded by msgspec into typed structs and checked on
+whole arrays (an ActivityNet-val predictions file, 52 MB, in under half a second instead of about
+two); a file that path does not accept is read again entry by entry, and that reader's verdict,
+value or error, is the answer: the error names the first problem in file order, as it always did.
 """
 
 from __future__ import annotations
