@@ -129,7 +129,10 @@ def load_registry(includes: Iterable[str | os.PathLike] = ()) -> Registry:
     """The packaged registry merged with the user's files; a name defined twice is an error."""
     text = resources.files("instract_eval.tasks").joinpath("tasks.yaml").read_text(encoding="utf-8")
     source = "tasks.yaml (packaged)"
-    tasks, groups = parse_registry(yaml.safe_load(text), source=source, base_dir=None)
+    # The packaged file is ours and valid: libyaml's parser, when present, reads it in a tenth of the
+    # pure-Python parser's time (about 50 ms less for every command that needs the registry).
+    document = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    tasks, groups = parse_registry(document, source=source, base_dir=None)
     group_source = dict.fromkeys(groups, source)
     for include in includes:
         path = Path(include)

@@ -303,3 +303,13 @@ def test_a_protocol_typo_is_one_line_naming_file_task_and_key_exit_2(tmp_path, c
     assert done.value.code == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         "error: my_tasks.yaml: tasks.my-task.protocol.frmaes: unknown key; did you mean 'frames'?"]
+
+
+def test_packaged_registry_reads_the_same_with_either_yaml_parser():
+    """The packaged tasks.yaml is parsed by libyaml when present (start-up time); the document
+    must be the one the pure-Python parser reads."""
+    from importlib import resources
+
+    text = resources.files("instract_eval.tasks").joinpath("tasks.yaml").read_text(encoding="utf-8")
+    fast = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    assert fast == yaml.safe_load(text)
