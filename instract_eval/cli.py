@@ -28,6 +28,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"max_content_width": 120},  # help uses a wide terminal's width, up to 120 columns
 )
 score_app = typer.Typer(
     help="Score predictions produced elsewhere: files in, JSON out (rates in [0, 1], ranks 1-based).",
