@@ -186,7 +186,7 @@ def list_tasks(
     from .tasks.resolve import is_embedded, listing_registry
 
     registry = listing_registry(include or (), cache_dir)
-    table = Table(title=f"{len(registry.tasks)} tasks, {len(registry.groups)} groups")
+    table = Table(title=f"{plural(len(registry.tasks), 'task')}, {plural(len(registry.groups), 'group')}")
     table.add_column("task", no_wrap=True)
     for column in ("kind", "paper", "groups", "data"):
         table.add_column(column, overflow="fold")
@@ -227,9 +227,9 @@ def check(
     from .tasks.evaluate import check_task_data
     from .tasks.resolve import task_registry
 
-    for spec in task_registry(task, include or (), cache_dir).resolve(task):
+    for spec in task_registry(task, include or (), cache_dir).resolve(task, field="TASK"):
         report = check_task_data(spec, data_root=data_root, allow_missing=allow_missing, decode=decode)
-        typer.echo(_check_line(spec.name, report, decode))
+        typer.echo(plain(_check_line(spec.name, report, decode)))
         if report["unreadable"] and not allow_missing:
             path, why = report["unreadable"][0]
             raise InputError(f"{why}; task {spec.name}: {len(report['unreadable'])} of {report['present']} videos "
@@ -382,7 +382,8 @@ def _progress(console):
 
     if not console.is_terminal:
         return LineProgress(interval=progress_interval(os.environ))
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    # Descriptions hold model and task names from the user's files: shown as text, never as markup.
+    return Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=console, transient=True)
 
 
@@ -500,7 +501,7 @@ def list_models(
         for entry in entries:
             _print_card(entry)
         return
-    table = Table(title=f"{len(entries)} models")
+    table = Table(title=plural(len(entries), "model"))
     table.add_column("model", no_wrap=True, min_width=max((len(entry.name) for entry in entries), default=5))
     table.add_column("status", overflow="fold")
     table.add_column("can do", overflow="fold")

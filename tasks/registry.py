@@ -107,8 +107,9 @@ class Registry:
     tasks: Mapping[str, TaskSpec]
     groups: Mapping[str, tuple[str, ...]]
 
-    def resolve(self, names: Iterable[str]) -> list[TaskSpec]:
-        """Task specs for task or group names, groups expanded, in order, each task once."""
+    def resolve(self, names: Iterable[str], *, field: str = "--task") -> list[TaskSpec]:
+        """Task specs for task or group names, groups expanded, in order, each task once; an unknown
+        name is an error on ``field``, the argument that gave the names."""
         chosen: dict[str, TaskSpec] = {}
         for name in names:
             if name in self.groups:
@@ -118,7 +119,7 @@ class Registry:
                 chosen.setdefault(name, self.tasks[name])
             else:
                 raise InputError(f"unknown task or group '{name}'{_suggestion(name, [*self.tasks, *self.groups])}",
-                                 field="--task")
+                                 field=field)
         return list(chosen.values())
 
     def groups_of(self, task_name: str) -> list[str]:

@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from instract_eval.errors import InputError
+from instract_eval.text import plain
 
 __all__ = ["LineProgress", "PROGRESS_INTERVAL_S", "INTERVAL_VARIABLE", "progress_interval"]
 
@@ -103,6 +104,6 @@ class LineProgress:
 
     def _write(self, message: str) -> None:
         stream = self.stream if self.stream is not None else sys.stderr
-        stream.write(f"[{datetime.now():%H:%M:%S}] {message}\n")
+        stream.write(f"[{datetime.now():%H:%M:%S}] {plain(message)}\n")
         stream.flush()
         self._last_line = self._clock()

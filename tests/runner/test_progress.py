@@ -79,3 +79,19 @@ def test_a_bad_interval_is_one_line_before_any_work(capsys, world, tmp_path, mon
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert f"error: {INTERVAL_VARIABLE}: must be a number of seconds, 0 or more, got 'soon'" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_names_reach_the_log_and_the_bars_as_text():
+    """Model and task names come from the user's files: an escape sequence must not reach the log,
+    and Rich markup must show as the characters it is in a terminal's bars."""
+    stream = io.StringIO()
+    LineProgress(stream, interval=0.0).announce("evil\x1b[2J\x9b [bold red]model[/] t: task 1/1 started")
+    assert "\x1b" not in stream.getvalue() and "\x9b" not in stream.getvalue()
+    assert "evil[2J [bold red]model[/] t: task 1/1 started" in stream.getvalue()
+
+    screen = io.StringIO()
+    terminal = Console(file=screen, force_terminal=True, width=120)
+    with _progress(terminal) as bars:
+        bars.add_task("[bold red]EVIL[/] synth-aa: encoding videos", total=2)
+        bars.refresh()
+    assert "[bold red]EVIL[/] synth-aa: encoding videos" in screen.getvalue()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
+import yaml
 
 from instract_eval.cli import main
 from instract_eval.tasks import evaluate as evaluate_module
@@ -99,6 +100,7 @@ def test_a_misspelt_synth_task_gets_the_same_suggestion_from_check_as_from_run(f
     assert run_cli(["check", "synth-semantc", "--cache-dir", str(fresh_cache)]) == 2
     error = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(error) == 1 and "unknown task or group 'synth-semantc' (did you mean synth-semantic" in error[0]
+    assert error[0].startswith("error: TASK: "), "check takes names as arguments, not as --task"
 
 
 def test_list_tasks_answers_without_importing_torch(tmp_path):
@@ -111,3 +113,13 @@ def test_list_tasks_answers_without_importing_torch(tmp_path):
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "cache")], capture_output=True, text=True,
                           timeout=120)
     assert "synth-semantic" in done.stdout and done.stdout.strip().endswith("False")
+
+
+def test_check_prints_task_names_without_their_control_characters(world_copy, capsys):
+    """A task named with a terminal escape in a user's registry file is shown without it."""
+    document = yaml.safe_load((world_copy / "tasks.yaml").read_text())
+    registry = world_copy / "evil.yaml"
+    registry.write_text(yaml.safe_dump({"tasks": {"synth-aa\x1b[2J": document["tasks"]["synth-aa"]}}))
+    assert run_cli(["check", "synth-aa\x1b[2J", "--include", str(registry), "--no-decode"]) == 0
+    out = capsys.readouterr().out
+    assert "synth-aa[2J" in out and "\x1b" not in out
