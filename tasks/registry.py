@@ -292,6 +292,13 @@ def locate_data(spec: TaskSpec, data_root: str | os.PathLike | None = None,
     return DataLocation(spec.name, root, root_from, MappingProxyType(files), tuple(missing))
 
 
+def uses_data_root(spec: TaskSpec) -> bool:
+    """Whether any of the task's data paths is relative, so that the data root decides where it is
+    read: the embedded world's paths and a user's absolute ones do not, whatever root is set."""
+    return any(not isinstance(value, dict) and not Path(value).is_absolute()
+               for key, value in spec.data.items() if key not in DATA_NOTE_KEYS)
+
+
 def require_data(spec: TaskSpec, data_root: str | os.PathLike | None = None,
                  environ: Mapping[str, str] = os.environ) -> DataLocation:
     """`locate_data`, raising one actionable `InputError` when a file is missing."""

@@ -35,7 +35,7 @@ from instract_eval.files import require_writable_directory
 from instract_eval.results import SCHEMA, dataset_fingerprint, describe_metrics, software_versions, write_record
 from instract_eval.tasks.encoding import engine_capability
 from instract_eval.tasks.evaluate import evaluate_task
-from instract_eval.tasks.registry import Registry, TaskSpec, require_data
+from instract_eval.tasks.registry import Registry, TaskSpec, require_data, uses_data_root
 
 from instract_eval.encoding import Encoder, OutputCache, ranks_from_environment
 
@@ -216,6 +216,14 @@ def _to_device(model: Any, device: torch.device) -> Any:
     return model
 
 
+def _recorded_root(spec: TaskSpec, root: Path | None) -> str | None:
+    """The directory the record names as its data's root: the data root where the task's relative
+    paths were resolved against it, else the task file's own directory (the embedded world's, whose
+    paths are absolute), so a --data-root set for other benchmarks is never claimed for it."""
+    where = root if uses_data_root(spec) else spec.base_dir
+    return None if where is None else str(where)
+
+
 class _SharedProvenance:
     """What every record of a run shares, computed once: versions, and each task's dataset fingerprint."""
 
@@ -230,7 +238,7 @@ class _SharedProvenance:
             location = require_data(spec, self.options.data_root, self.environ)
             self._datasets[spec.name] = {
                 **dataset_fingerprint(location.files),
-                "root": None if location.root is None else str(location.root)}
+                "root": _recorded_root(spec, location.root)}
         return self._datasets[spec.name]
 
 

@@ -96,6 +96,18 @@ def test_check_and_list_know_the_embedded_world_as_run_does(fresh_cache, tmp_pat
     assert "embedded world" in row and "present" in row
 
 
+def test_a_record_of_the_embedded_world_names_its_directory_not_an_unused_data_root(fresh_cache, tmp_path, capsys):
+    """--data-root is for the user's benchmarks: the embedded world's files are read from the cache,
+    so its record names the world's directory there, not that root."""
+    import json
+
+    out = tmp_path / "out"
+    assert run_cli(["run", "--model", "random", "--task", "synth-aa", "--cache-dir", str(fresh_cache),
+                    "--data-root", str(tmp_path / "elsewhere"), "--output", str(out), "--no-site"]) == 0
+    dataset = json.loads((out / "random" / "synth-aa.json").read_text())["dataset"]
+    assert dataset["root"] == str(fresh_cache / "synth-world")
+
+
 def test_a_misspelt_synth_task_gets_the_same_suggestion_from_check_as_from_run(fresh_cache, capsys):
     assert run_cli(["check", "synth-semantc", "--cache-dir", str(fresh_cache)]) == 2
     error = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
