@@ -28,8 +28,13 @@ checkpoint; tests/data/official/procvlr/ has the data):
   512-d); a file without it needs ``clip_checkpoint=`` (an OpenAI CLIP file).
 - Score: ``video_emb @ normalize(step_emb).T / DEV.TEMP`` (TEMP 0.02 by default, read from the
   checkpoint's cfg), followed by a softmax over the candidates; ``similarity`` returns those logits.
-- Frames (``lib/datasets/howto100m.py``, test mode): 8 frames spread evenly over the clip (9 s
-  windows, ``DATA.FD``), pixels /255, mean 0.45 and std 0.225, shorter side 256, centre crop 224.
+- Frames (``lib/datasets/howto100m.py``, test mode): the clip (9 s windows, ``DATA.FD``) decoded by
+  ffmpeg at ``ceil(8 / duration)`` fps and scaled to 640x360, then 8 frames at
+  ``linspace(0, n, 8)`` (clamped: the first and the last frame included), pixels /255, mean 0.45 and
+  std 0.225, shorter side 256, centre crop 224. The frame spec here takes 8 evenly spread frames
+  (segment midpoints) from the video at its own aspect ratio: the 640x360 squash and the
+  end-point sampling are not expressible in a `FrameSpec`, and only differ for videos that are
+  not 16:9 and by under one decoded frame in time.
 """
 
 from __future__ import annotations
