@@ -27,7 +27,8 @@ import torch
 from instract_eval.adapters import available_models, card_of, create_model
 from instract_eval.adapters.cards import UNSUPPORTED
 from instract_eval.errors import InputError
-from instract_eval.adapters.protocols import DUAL_ENCODER, PAIR_SCORER, capabilities_of
+from instract_eval.adapters.protocols import (DUAL_ENCODER, FEATURE_EXTRACTOR, FIXED_LABEL_CLASSIFIER, PAIR_SCORER,
+                                              capabilities_of)
 from instract_eval.cli import main
 
 OFFICIAL = Path(__file__).resolve().parents[1] / "data" / "official"
@@ -137,6 +138,14 @@ def test_shapes_and_batch_invariance(name, index):
             assert scores.shape == (3, 2)
             single = torch.cat([model.score(clips[i:i + 1], [CAPTIONS[:2]]) for i in range(3)])
             torch.testing.assert_close(scores, single, rtol=1e-5, atol=1e-5)
+        for capability, method in ((FEATURE_EXTRACTOR, "extract_features"), (FIXED_LABEL_CLASSIFIER, "classify")):
+            if capability in capabilities_of(model):
+                outputs = getattr(model, method)(clips)
+                assert outputs.ndim == 2 and outputs.shape[0] == 3
+                if capability == FIXED_LABEL_CLASSIFIER:
+                    assert outputs.shape[1] == len(model.labels)
+                one_by_one = torch.cat([getattr(model, method)(clips[i:i + 1]) for i in range(3)])
+                torch.testing.assert_close(outputs, one_by_one, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("name, index", CASES)
@@ -156,9 +165,12 @@ def test_weights_round_trip(name, index, tmp_path):
         if DUAL_ENCODER in capabilities_of(model):
             torch.testing.assert_close(model.encode_video(clips), again.encode_video(clips), rtol=0, atol=0)
             torch.testing.assert_close(model.encode_text(CAPTIONS), again.encode_text(CAPTIONS), rtol=0, atol=0)
-        else:
+        elif PAIR_SCORER in capabilities_of(model):
             torch.testing.assert_close(model.score(clips, [CAPTIONS] * 2), again.score(clips, [CAPTIONS] * 2),
                                        rtol=0, atol=0)
+        for capability, method in ((FEATURE_EXTRACTOR, "extract_features"), (FIXED_LABEL_CLASSIFIER, "classify")):
+            if capability in capabilities_of(model):
+                torch.testing.assert_close(getattr(model, method)(clips), getattr(again, method)(clips), rtol=0, atol=0)
 
 
 def _model_args(name: str, index: int) -> str:
@@ -169,6 +181,9 @@ def _model_args(name: str, index: int) -> str:
 @pytest.mark.slow
 @pytest.mark.parametrize("name, index", CASES)
 def test_runs_on_synth_semantic_from_the_command_line(name, index, world, tmp_path, capsys):
+    if not {DUAL_ENCODER, PAIR_SCORER} & set(card_of(name).capabilities):
+        pytest.skip(f"{name} has no text side, so no multiple-choice task; its family test runs the synth tasks "
+                    "its capabilities serve (a fixed-label classifier: synth-srt)")
     argv = ["run", "--model", name, "--include", str(world / "tasks.yaml"), "--task", "synth-semantic",
             "--output", str(tmp_path / "out"), "--no-site", "--cache-dir", str(tmp_path / "cache"), "--limit", "6"]
     if _model_args(name, index):
