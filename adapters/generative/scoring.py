@@ -39,6 +39,13 @@ API for a family (small on purpose; subclass `GenerativeVLM`):
     The same inputs for a batch of ``n`` copies (default: every tensor concatenated ``n`` times
     along its first dimension, which fits the flattened pixel inputs of Qwen2.5-VL and InternVL
     and the batched ones of PerceptionLM).
+``continuation_inputs(self, inputs, ids, attention) -> dict``  (optional)
+    The inputs of the captions' forward after the cached prompt: ``ids`` ``[C, L]`` and the
+    ``attention`` mask over prompt and captions (default: just those two; Qwen2.5-VL adds its
+    3-D rotary positions).
+``token_inputs``  (class attribute)
+    Names of per-token inputs besides ``attention_mask`` (Qwen2.5-VL's ``mm_token_type_ids``),
+    extended with zeros over the caption tokens when the prompt is not reused.
 ``text_ids(self, text) -> list[int]``  (optional)
     The ids of an answer text (default: the tokenizer without special tokens).
 ``relative_timestamps``, ``timestamp_scale``  (class attributes)
@@ -104,6 +111,7 @@ class GenerativeVLM(TorchAdapter):
     localizer_inputs = ("video",)
     relative_timestamps = False
     timestamp_scale = 100.0
+    token_inputs: tuple[str, ...] = ()
 
     def __init__(self, net: Any, tokenizer: Any, *, spec: FrameSpec, checkpoint: str | os.PathLike | None,
                  protocol: str = "likelihood", normalisation: str = "mean", reuse_prefix: bool = True,
@@ -137,6 +145,10 @@ class GenerativeVLM(TorchAdapter):
     def repeat_inputs(self, inputs: Mapping[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
         return {key: torch.cat([value] * n) if isinstance(value, torch.Tensor) else value
                 for key, value in inputs.items()}
+
+    def continuation_inputs(self, inputs: Mapping[str, torch.Tensor], ids: torch.Tensor,
+                            attention: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"input_ids": ids, "attention_mask": attention}
 
     def text_ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -184,12 +196,14 @@ class GenerativeVLM(TorchAdapter):
             cache = out.cache
             cache.batch_repeat_interleave(count)
             attention = torch.cat([inputs["attention_mask"].expand(count, -1), mask], dim=1)
-            rest = self.net(input_ids=ids, attention_mask=attention, cache=cache, use_cache=True)
+            rest = self.net(**self.continuation_inputs(inputs, ids, attention), cache=cache, use_cache=True)
             logits = torch.cat([first, rest.logits[:, :-1].float()], dim=1)
         else:
             full = self.repeat_inputs(inputs, count)
             full["input_ids"] = torch.cat([full["input_ids"], ids], dim=1)
             full["attention_mask"] = torch.cat([full["attention_mask"], mask], dim=1)
+            for key in self.token_inputs:  # per-token inputs: the caption's tokens are text (0)
+                full[key] = torch.cat([full[key], torch.zeros_like(ids)], dim=1)
             logits = self.net(**full, use_cache=False).logits[:, prefix - 1:-1].float()
         logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[..., None])[..., 0]
         return (logp * mask).sum(dim=1), mask.sum(dim=1).to(logp.dtype)

@@ -43,3 +43,47 @@ def byte_tokenizer(specials: Sequence[str] = QWEN_SPECIALS, *, chat_template: st
                                         additional_special_tokens=[t for t in specials if t not in (eos, pad, bos)])
     tokenizer.chat_template = chat_template
     return tokenizer
+
+# Qwen2.5-VL's chat format: ChatML with the default system message the published template adds
+# when the conversation has none (written here from the format, for the tiny checkpoints).
+QWEN_VL_TEMPLATE = (
+    "{% if messages[0]['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    + CHATML_TEMPLATE
+)
+
+
+def tiny_qwen2_5_vl(directory, *, hidden: int = 32, layers: int = 2, seed: int = 0):
+    """A tiny random Qwen2_5_VLForConditionalGeneration directory with the byte tokenizer (patch 8, merge 2)."""
+    import json
+    from pathlib import Path
+
+    import torch
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    directory = Path(directory)
+    tokenizer = byte_tokenizer(chat_template=QWEN_VL_TEMPLATE)
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in QWEN_SPECIALS}
+    config = Qwen2_5_VLConfig(
+        vision_config=dict(depth=2, hidden_size=hidden, intermediate_size=37, num_heads=4, out_hidden_size=hidden,
+                           patch_size=8, spatial_merge_size=2, temporal_patch_size=2, window_size=16,
+                           fullatt_block_indexes=[1], tokens_per_second=2),
+        text_config=dict(vocab_size=272, hidden_size=hidden, intermediate_size=37, num_hidden_layers=layers,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                         rope_parameters={"rope_type": "default", "mrope_section": [1, 1, hidden // 8 - 2],
+                                          "rope_theta": 1e4},
+                         eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+                         bos_token_id=ids["<|endoftext|>"]),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=False)
+    torch.manual_seed(seed)
+    net = Qwen2_5_VLForConditionalGeneration(config)
+    with torch.no_grad():  # random init of this size is nearly uniform; widen it so scores differ
+        for parameter in net.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.05)
+    net.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    (directory / "preprocessor_config.json").write_text(json.dumps({
+        "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
+        "resample": 3, "patch_size": 8, "merge_size": 2, "temporal_patch_size": 2}, indent=1))
+    return directory
