@@ -27,7 +27,13 @@ question about the class (its description when the task has one). ``answer_parse
 (two digits each): one segment or none; ``answer_parse="all"`` reads every time it states with the
 shared parser (`instract_eval.adapters.generative.answers`, relative positions). An unparsable
 answer is an empty prediction, logged and counted. As a pair scorer it is the shared generative
-base (`instract_eval.adapters.generative.scoring`): log-likelihood of the caption as the answer.
+base (`instract_eval.adapters.generative.scoring`): log-likelihood of the caption as the answer;
+its clips come from the task's sampler (``frames`` uniform frames of the clip, the harness's rule),
+not from VTimeLLM's ``linspace``, which only the localizer applies to whole videos.
+
+Precision: the official demo and evaluation run float16 on a GPU (base read in float16, LoRA merged
+in float16); ``dtype=float32`` (default) merges and runs in float32, ``dtype=float16`` or
+``bfloat16`` casts after a float32 merge. The tiny-checkpoint equality is in float32.
 
 Layout (``checkpoint=DIR``, the official ``checkpoints/`` folder): ``clip/ViT-L-14.pt``,
 ``vicuna-7b-v1.5/`` (a Hugging Face directory with its tokenizer), ``*-stage1/mm_projector.bin``,
@@ -76,6 +82,7 @@ SYSTEM = ("A chat between a curious user and an artificial intelligence assistan
 GROUNDING = "During which frames can we see {}?"
 _OFFICIAL_ANSWER = re.compile(r"(\d{2}) (to|and) (\d{2})")
 _PARSES = ("official", "all")
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _ARGS = "--model-args"
 
 
@@ -428,7 +435,8 @@ CARD = ModelCard(
                     notes="Tsinghua Cloud serves the stage files only through its web page: download them by hand"),),
     default_tag="vicuna-7b",
     frame_spec=vtimellm_frame_spec(),
-    tokenizer="the Vicuna base's own (AutoTokenizer of base/: tokenizer.json, or tokenizer.model with sentencepiece)",
+    tokenizer="the Vicuna base's own (AutoTokenizer of base/: tokenizer.json, or tokenizer.model, which needs the "
+              "sentencepiece and protobuf packages)",
     code_licence="CC-BY-NC-ND 4.0 (huangb23/VTimeLLM; not vendored: this is our own implementation)",
     weights_licence="CC-BY-NC-ND 4.0 (VTimeLLM stages); Llama 2 Community Licence (Vicuna v1.5); MIT (CLIP)",
     paper="Huang, Wang, Chen, Yang, Zhu. VTimeLLM: Empower LLM to Grasp Video Moments. CVPR 2024. "
@@ -448,21 +456,26 @@ def vtimellm(checkpoint: str | os.PathLike | None = None, clip: str | os.PathLik
              stage2: str | os.PathLike | None = None, stage3: str | os.PathLike | None = None, stages: int = 3,
              frames: int = NUM_FRAMES, size: int = 224, max_new_tokens: int = 64, answer_parse: str = "official",
              protocol: str = "likelihood", normalisation: str = "mean", reuse_prefix: bool = True,
-             prompt: str = DEFAULT_PROMPT) -> VTimeLLM:
+             prompt: str = DEFAULT_PROMPT, dtype: str = "float32") -> VTimeLLM:
     """VTimeLLM from the official ``checkpoints/`` folder (see the module docstring).
 
     ``stages``: 1 (projector only), 2 or 3 (default: both LoRA stages, as the official demo and
     evaluation). ``frames``/``size``: 100 and 224 as published. ``max_new_tokens``: the greedy
     answer's length limit. ``answer_parse``: ``official`` (the first 'NN to NN') or ``all``.
+    ``dtype``: ``float32`` (default), or ``float16`` as the official demo and evaluation run on a
+    GPU (the weights are merged in float32 first), or ``bfloat16``.
     """
     path = require_checkpoint(FAMILY, checkpoint)
     if stages not in (1, 2, 3) or isinstance(stages, bool):
         raise InputError(f"{FAMILY}: stages must be 1, 2 or 3, got {stages!r}", field=_ARGS)
     positive_int(FAMILY, "frames", frames)
     positive_int(FAMILY, "size", size)
+    if dtype not in _DTYPES:
+        raise InputError(f"{FAMILY}: dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}", field=_ARGS)
     net, tokenizer, paths = load_vtimellm_net(path, clip=clip, base=base, stage1=stage1, stage2=stage2,
                                               stage3=stage3, stages=stages)
-    settings = ";".join(f"{key}={value}" for key, value in paths.items())
+    net.to(_DTYPES[dtype])
+    settings = ";".join(f"{key}={value}" for key, value in paths.items()) + f";dtype={dtype}"
     return VTimeLLM(net, tokenizer, spec=vtimellm_frame_spec(frames, size), checkpoint=path,
                     answer_parse=answer_parse, max_new_tokens=max_new_tokens, protocol=protocol,
                     normalisation=normalisation, reuse_prefix=reuse_prefix, prompt=prompt,

@@ -210,3 +210,14 @@ def test_a_clip_of_another_width_is_refused(tmp_path):
     torch.save(state, tmp_path / "ViT-B-32.pt")
     with pytest.raises(InputError, match="512-d image embeddings"):
         create_model("vtimellm", checkpoint=str(MAIN), clip=str(tmp_path / "ViT-B-32.pt"))
+
+
+def test_half_precision_runs_and_a_bad_dtype_is_refused(golden):
+    tensors, _ = golden
+    model = create_model("vtimellm", checkpoint=str(MAIN), size=32, max_new_tokens=4, dtype="bfloat16").eval()
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert isinstance(model.answer_features(tensors["main.features"][None], "During which frames can we see x?"), str)
+    scores = model.score(torch.randn(1, 100, 3, 32, 32), [["cut the onion", "stir"]])
+    assert scores.dtype == torch.float32 and torch.isfinite(scores).all()
+    with pytest.raises(InputError, match="dtype must be one of float32, float16, bfloat16"):
+        create_model("vtimellm", checkpoint=str(MAIN), dtype="int8")
