@@ -106,6 +106,8 @@ class DataLocation:
 class Registry:
     tasks: Mapping[str, TaskSpec]
     groups: Mapping[str, tuple[str, ...]]
+    # Names an unknown name may be told about though they are not loaded here (the embedded world's).
+    suggestions: frozenset[str] = frozenset()
 
     def resolve(self, names: Iterable[str], *, field: str = "--task") -> list[TaskSpec]:
         """Task specs for task or group names, groups expanded, in order, each task once; an unknown
@@ -118,7 +120,8 @@ class Registry:
             elif name in self.tasks:
                 chosen.setdefault(name, self.tasks[name])
             else:
-                raise InputError(f"unknown task or group '{name}'{_suggestion(name, [*self.tasks, *self.groups])}",
+                known = [*self.tasks, *self.groups, *sorted(self.suggestions)]
+                raise InputError(f"unknown task or group '{name}'{_suggestion(name, known)}",
                                  field=field)
         return list(chosen.values())
 

@@ -4,8 +4,9 @@ The ``synth`` group and its ``synth-*`` tasks are the embedded default: a proced
 `instract_eval.synth.ensure_world` generates into the cache on first use. Every command must
 see them the same way, or `check synth` calls unknown a name `run` accepts. So the registry a
 command works with always comes from here: the packaged tasks, the user's ``--include`` files,
-and the embedded world when a ``synth*`` name is asked for (or, for a listing, always), unless an
-included file already registers a ``synth`` group (a world the user generated wins).
+and the embedded world when one of its names is asked for (or, for a listing, always), unless an
+included file already registers a ``synth`` group (a world the user generated wins). Any other name
+leaves the cache alone, but a misspelt embedded name still gets the embedded names suggested.
 
 The embedded world lies in the cache, not under a data root, so its tasks read their files
 there whatever ``--data-root`` or ``$INSTRACT_EVAL_DATA_ROOT`` say for the user's benchmarks.
@@ -35,9 +36,20 @@ def embedded_world_dir(cache_root: str | os.PathLike) -> Path:
     return Path(cache_root) / "synth-world"
 
 
+def embedded_names() -> frozenset[str]:
+    """The embedded world's task and group names, read from the registry text its generator writes."""
+    import yaml
+
+    from ..synth import writers
+    from ..synth.sizes import world_size
+
+    document = yaml.safe_load(writers.tasks_yaml(EMBEDDED_SEED, world_size(EMBEDDED_SIZE)))
+    return frozenset([*document["tasks"], *document["groups"]])
+
+
 def wants_embedded_world(registry: Registry, names: Iterable[str]) -> bool:
-    """Whether the embedded world joins: a ``synth*`` name is asked for and no file registers ``synth``."""
-    return EMBEDDED_GROUP not in registry.groups and any(name.startswith(EMBEDDED_GROUP) for name in names)
+    """Whether the embedded world joins: one of its names is asked for and no file registers ``synth``."""
+    return EMBEDDED_GROUP not in registry.groups and not embedded_names().isdisjoint(names)
 
 
 def task_registry(names: Sequence[str], include: Sequence[str | os.PathLike] = (),
@@ -48,8 +60,10 @@ def task_registry(names: Sequence[str], include: Sequence[str | os.PathLike] = (
     run's cache, `default_cache_dir`); under several ranks rank 0 generates and the others wait.
     """
     registry = load_registry(include)
-    if not wants_embedded_world(registry, names):
+    if EMBEDDED_GROUP in registry.groups:
         return registry
+    if not wants_embedded_world(registry, names):
+        return dataclasses.replace(registry, suggestions=embedded_names())
     tasks_file = _ensure_embedded_world(_cache_root(cache_root), ranks)
     return _own_data_root(load_registry([*include, tasks_file]), tasks_file)
 
@@ -68,7 +82,7 @@ def listing_registry(include: Sequence[str | os.PathLike] = (),
     from ..synth.sizes import world_size
 
     registry = load_registry(include)
-    if not wants_embedded_world(registry, [EMBEDDED_GROUP]):
+    if EMBEDDED_GROUP in registry.groups:
         return registry
     world = embedded_world_dir(_cache_root(cache_root))
     tasks_file = world / writers.TASKS

@@ -115,6 +115,17 @@ def test_a_misspelt_synth_task_gets_the_same_suggestion_from_check_as_from_run(f
     assert error[0].startswith("error: TASK: "), "check takes names as arguments, not as --task"
 
 
+def test_only_the_embedded_names_generate_the_world(tmp_path, capsys):
+    """A misspelt synth name or another name starting with 'synth' leaves the cache alone (check is
+    read-only), and the misspelt one is still told the embedded names."""
+    cache = tmp_path / "cache"
+    assert run_cli(["check", "synth-semantc", "--cache-dir", str(cache)]) == 2
+    assert "did you mean synth-semantic" in capsys.readouterr().err
+    assert run_cli(["check", "synthesis-of-mine", "--cache-dir", str(cache)]) == 2
+    assert "unknown task or group 'synthesis-of-mine'" in capsys.readouterr().err
+    assert not (cache / "synth-world").exists()
+
+
 def test_list_tasks_answers_without_importing_torch(tmp_path):
     """Listing the embedded world's tasks needs the cache location, not the encoders: no torch import."""
     import subprocess
