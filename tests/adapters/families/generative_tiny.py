@@ -26,8 +26,13 @@ CHATML_TEMPLATE = (
 
 
 def byte_tokenizer(specials: Sequence[str] = QWEN_SPECIALS, *, chat_template: str = CHATML_TEMPLATE,
-                   eos: str = "<|im_end|>", pad: str = "<|endoftext|>", bos: str | None = None):
-    """A `PreTrainedTokenizerFast` with one token per byte (ids 0-255) and ``specials`` from 256."""
+                   eos: str = "<|im_end|>", pad: str = "<|endoftext|>", bos: str | None = None,
+                   named: dict | None = None):
+    """A `PreTrainedTokenizerFast` with one token per byte (ids 0-255) and ``specials`` from 256.
+
+    ``named``: special tokens that are also attributes (InternVL's ``start_image_token`` ...), saved as
+    ``extra_special_tokens`` the way the hub's tokenizer configs hold them.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
     from transformers.convert_slow_tokenizer import bytes_to_unicode
@@ -39,8 +44,9 @@ def byte_tokenizer(specials: Sequence[str] = QWEN_SPECIALS, *, chat_template: st
     backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     backend.decoder = decoders.ByteLevel()
+    extra: dict | list = dict(named) if named else [t for t in specials if t not in (eos, pad, bos)]
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token=eos, pad_token=pad, bos_token=bos,
-                                        additional_special_tokens=[t for t in specials if t not in (eos, pad, bos)])
+                                        extra_special_tokens=extra)
     tokenizer.chat_template = chat_template
     return tokenizer
 
@@ -86,4 +92,45 @@ def tiny_qwen2_5_vl(directory, *, hidden: int = 32, layers: int = 2, seed: int =
     (directory / "preprocessor_config.json").write_text(json.dumps({
         "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
         "resample": 3, "patch_size": 8, "merge_size": 2, "temporal_patch_size": 2}, indent=1))
+    return directory
+
+
+INTERNVL_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>")
+# InternVL3-hf's chat format: ChatML whose video item is the <video> placeholder the processor expands
+# (written here from the format, for the tiny checkpoints).
+INTERNVL_TEMPLATE = CHATML_TEMPLATE.replace("<|vision_start|><|video_pad|><|vision_end|>", "<video>\n").replace(
+    "<|vision_start|><|image_pad|><|vision_end|>", "<IMG_CONTEXT>\n")
+
+
+def tiny_internvl3(directory, *, hidden: int = 32, layers: int = 2, seed: int = 0):
+    """A tiny random InternVLForConditionalGeneration directory (image 32, patch 8: 4 tokens per frame)."""
+    import json
+    from pathlib import Path
+
+    import torch
+    from transformers import InternVLConfig, InternVLForConditionalGeneration
+
+    directory = Path(directory)
+    tokenizer = byte_tokenizer(INTERNVL_SPECIALS, chat_template=INTERNVL_TEMPLATE,
+                               named={"start_image_token": "<img>", "end_image_token": "</img>",
+                                      "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"})
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in INTERNVL_SPECIALS}
+    config = InternVLConfig(
+        vision_config=dict(hidden_size=hidden, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                           image_size=[32, 32], patch_size=[8, 8]),
+        text_config=dict(model_type="qwen2", vocab_size=272, hidden_size=hidden, intermediate_size=37,
+                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=1024, eos_token_id=ids["<|im_end|>"],
+                         pad_token_id=ids["<|endoftext|>"], bos_token_id=ids["<|endoftext|>"]),
+        image_token_id=ids["<IMG_CONTEXT>"], downsample_ratio=0.5, image_seq_length=4, tie_word_embeddings=False)
+    torch.manual_seed(seed)
+    net = InternVLForConditionalGeneration(config)
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.05)
+    net.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    (directory / "video_preprocessor_config.json").write_text(json.dumps({
+        "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "resample": 3,
+        "size": {"height": 32, "width": 32}, "video_processor_type": "InternVLVideoProcessor"}, indent=1))
     return directory
