@@ -154,6 +154,9 @@ _EXTRA_CALLABLES = {
     "builtins.set": set, "builtins.frozenset": frozenset, "builtins.slice": slice, "builtins.complex": complex,
     "builtins.range": range, "builtins.object": object, "builtins.dict": dict, "builtins.list": list,
     "builtins.tuple": tuple, "builtins.bytes": bytes, "builtins.bytearray": bytearray,
+    # scalars: OmegaConf's node metadata names its types (Singularity's config; ``__builtin__.long``
+    # under protocol 2 reads as int); each only builds a value from its argument
+    "builtins.int": int, "builtins.float": float, "builtins.str": str, "builtins.bool": bool,
     "argparse.Namespace": argparse.Namespace, "types.SimpleNamespace": types.SimpleNamespace,
     "collections.OrderedDict": collections.OrderedDict, "collections.defaultdict": collections.defaultdict,
     "collections.Counter": collections.Counter, "collections.deque": collections.deque,

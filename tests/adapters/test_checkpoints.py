@@ -337,6 +337,28 @@ def test_the_official_vifi_clip_file_reads_its_yacs_config_as_data():
     assert "yacs" not in sys.modules
 
 
+def test_the_official_singularity_file_reads_its_omegaconf_config_as_data():
+    """OmegaConf pickles name builtins.int (as Python 2's ``__builtin__.long``) in its node metadata: the
+    scalar types are allowed, OmegaConf's classes become inert and are never imported."""
+    checkpoint = read_checkpoint(OFFICIAL / "singularity" / "singularity_temporal_17m.pth")
+    config = checkpoint.payload["config"]
+    assert config.inert_class == "omegaconf.dictconfig.DictConfig" and "omegaconf" not in sys.modules
+    embed_dim = config.inert_state["_content"]["embed_dim"]
+    assert embed_dim.inert_class == "omegaconf.nodes.AnyNode" and embed_dim.inert_state["_val"] == 16
+    assert checkpoint.payload["epoch"] == 9 and "vision_proj.weight" in unwrap_state_dict(checkpoint).state_dict
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4])
+def test_scalar_types_and_their_calls_read_back_as_values(tmp_path, protocol):
+    obj = {"state_dict": tiny_state(), "types": [int, float, str, bool], "built": Reduce(int, "12"),
+           "ratio": Reduce(float, "0.5"), "flag": Reduce(bool, 1), "name": Reduce(str, 7)}
+    with open(tmp_path / "scalars.pth", "wb") as handle:
+        pickle.dump(obj, handle, protocol=protocol)
+    payload = read_checkpoint(tmp_path / "scalars.pth").payload
+    assert payload["types"] == [int, float, str, bool]
+    assert (payload["built"], payload["ratio"], payload["flag"], payload["name"]) == (12, 0.5, True, "7")
+
+
 # ------------------------------------------------------------------------------------------------
 # Wrappers, prefixes, rename tables
 
