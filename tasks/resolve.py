@@ -126,15 +126,19 @@ def _cache_root(cache_root: str | os.PathLike | None) -> Path:
 
 def _ensure_embedded_world(cache_root: Path, ranks) -> Path:
     """The embedded world's tasks file, generating the world first when the cache lacks it."""
+    from ..files import require_writable_directory, writing
     from ..synth import ensure_world, read_manifest
 
     world = embedded_world_dir(cache_root)
     is_main = ranks is None or ranks.is_main
     if is_main:
         if read_manifest(world) is None:
+            # An unwritable cache or a full disk is one line naming the world, not a traceback.
+            require_writable_directory(cache_root, "--cache-dir")
             print(f"generating the synthetic action world in {world} (first run only, a few seconds)",
                   file=sys.stderr)
-        ensure_world(world, seed=EMBEDDED_SEED, size=EMBEDDED_SIZE)
+        with writing(world):
+            ensure_world(world, seed=EMBEDDED_SEED, size=EMBEDDED_SIZE)
     if ranks is not None:
         ranks.barrier()
     return read_manifest(world).tasks_file

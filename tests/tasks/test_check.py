@@ -4,6 +4,7 @@ task names as `run` does (issue 12, items 5 and 12)."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -146,3 +147,27 @@ def test_check_prints_task_names_without_their_control_characters(world_copy, ca
     assert run_cli(["check", "synth-aa\x1b[2J", "--include", str(registry), "--no-decode"]) == 0
     out = capsys.readouterr().out
     assert "synth-aa[2J" in out and "\x1b" not in out
+
+
+@pytest.mark.parametrize("command", [["check", "synth-aa"], ["run", "--model", "random", "--task", "synth-aa"]])
+def test_a_cache_where_the_world_cannot_be_written_is_one_line(command, tmp_path, capsys, monkeypatch):
+    """The embedded world is written before any other work: a cache no one may write (/sys, even for
+    root) is one line on --cache-dir, and a disk that fills during generation one line naming the world."""
+    monkeypatch.chdir(tmp_path)
+    assert run_cli([*command, "--cache-dir", "/sys/instract-eval-cache"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error == ["error: /sys/instract-eval-cache: --cache-dir: cannot write: [Errno 1] Operation not permitted"]
+
+    import errno
+
+    import instract_eval.synth as synth
+
+    def full_disk(out_dir, **_):
+        raise OSError(errno.ENOSPC, "No space left on device", str(Path(out_dir) / "videos" / "sem_0001.mp4"))
+
+    monkeypatch.setattr(synth, "ensure_world", full_disk)
+    assert run_cli([*command, "--cache-dir", str(tmp_path / "cache")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    world = tmp_path / "cache" / "synth-world"
+    assert error[0].startswith("generating the synthetic action world") and len(error) == 2, error
+    assert error[1].startswith(f"error: {world}: cannot write: [Errno 28] No space left on device"), error
