@@ -221,3 +221,17 @@ def test_half_precision_runs_and_a_bad_dtype_is_refused(golden):
     assert scores.dtype == torch.float32 and torch.isfinite(scores).all()
     with pytest.raises(InputError, match="dtype must be one of float32, float16, bfloat16"):
         create_model("vtimellm", checkpoint=str(MAIN), dtype="int8")
+
+
+def test_read_video_takes_the_frames_at_vtimellms_linspace_indices(world, models, monkeypatch):
+    import instract_eval.media as media
+
+    model = models["main"]
+    video = next((world / "videos").glob("*.mp4"))
+    real, shown = media.decode_frames, []
+    monkeypatch.setattr(media, "decode_frames", lambda path, times: shown.append(real(path, times)) or shown[-1])
+    frames, duration = model.read_video(str(video))
+    info = media.probe_video(video)
+    assert frames.shape == (100, 3, 32, 32) and duration == info.duration
+    indices = (shown[0].source_times * info.average_fps).round().astype(int)
+    assert indices.tolist() == video_frame_indices(info.num_frames).tolist()
