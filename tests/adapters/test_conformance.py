@@ -182,8 +182,8 @@ def _model_args(name: str, index: int) -> str:
 @pytest.mark.parametrize("name, index", CASES)
 def test_runs_on_synth_semantic_from_the_command_line(name, index, world, tmp_path, capsys):
     if not {DUAL_ENCODER, PAIR_SCORER} & set(card_of(name).capabilities):
-        pytest.skip(f"{name} has no text side, so no multiple-choice task; its family test runs the synth tasks "
-                    "its capabilities serve (a fixed-label classifier: synth-srt)")
+        pytest.skip(f"{name} has no text side, so it serves no multiple-choice task; its family test runs the synth "
+                    "tasks its capabilities serve (a fixed-label classifier: synth-srt; a feature extractor: none)")
     argv = ["run", "--model", name, "--include", str(world / "tasks.yaml"), "--task", "synth-semantic",
             "--output", str(tmp_path / "out"), "--no-site", "--cache-dir", str(tmp_path / "cache"), "--limit", "6"]
     if _model_args(name, index):
