@@ -91,6 +91,12 @@ BAD = [
      "results.t1[0].score: expected a finite number, got inf"),
     ("overflowing score", '{"results": {"t1": [{"label": "A", "score": 1e400, "segment": [0, 1]}]}}',
      "results.t1[0].score: expected a finite number, got inf"),
+    ("huge integer score", '{"results": {"t1": [{"label": "A", "score": 1%s, "segment": [0, 1]}]}}' % ("0" * 400),
+     "results.t1[0].score: expected a finite number, got an integer of 401 digits"),
+    ("huge integer end", '{"results": {"t1": [{"label": "A", "score": 1, "segment": [0, 1%s]}]}}' % ("0" * 400),
+     "results.t1[0].segment[1]: expected a finite number, got an integer of 401 digits"),
+    ("integer past the digit limit", '{"results": {"t1": [{"label": "A", "score": 1%s, "segment": [0, 1]}]}}'
+     % ("0" * 5000), "cannot be read: Exceeds the limit (4300 digits) for integer string conversion: value has 5001 digits"),
     ("infinite end", '{"results": {"t1": [{"label": "A", "score": 1, "segment": [0, -Infinity]}]}}',
      "results.t1[0].segment[1]: expected a finite number, got -inf"),
     ("string score", '{"results": {"t1": [{"label": "A", "score": "0.5", "segment": [0, 1]}]}}',

@@ -44,6 +44,8 @@ def parse_json(text: str, path: str | os.PathLike) -> Any:
     except json.JSONDecodeError as exc:
         raise InputError(f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
                          path=Path(path)) from None
+    except ValueError as exc:  # an integer literal past Python's digit limit (sys.get_int_max_str_digits)
+        raise InputError(f"cannot be read: {str(exc).split('; use')[0]}", path=Path(path)) from None
 
 
 @contextlib.contextmanager
@@ -108,9 +110,14 @@ def require_number(value: Any, *, path: Path | str, field: str) -> float:
     """A finite JSON number (booleans and numeric strings are refused, never coerced)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InputError(f"expected a number, got {_json_type(value)}", path=path, field=field)
-    if not math.isfinite(value):
+    try:
+        number = float(value)
+    except OverflowError:  # an integer literal beyond the float range: JSON allows any digit count
+        raise InputError(f"expected a finite number, got an integer of {len(str(abs(value)))} digits",
+                         path=path, field=field) from None
+    if not math.isfinite(number):
         raise InputError(f"expected a finite number, got {value}", path=path, field=field)
-    return float(value)
+    return number
 
 
 def _json_type(value: Any) -> str:
