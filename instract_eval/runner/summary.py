@@ -27,7 +27,8 @@ def summary_table(records: Sequence[dict], skipped: Sequence[tuple[str, str, str
     """Rows (task, headline metric ↑/↓), columns the models in the order they ran.
 
     With ``delta`` and exactly two columns, a last column gives the second minus the first. A
-    record that evaluated only part of its task (``--allow-missing``, ``--limit``) says so in each
+    record that evaluated only part of its task (``--allow-missing``; ``--limit`` on localization,
+    the one engine that counts a limited task whole) says so in each
     of its cells, ``0.833 (5/6 items)``, and a caption explains the note: a value over fewer items
     must not pass for the task's.
     """
@@ -68,7 +69,7 @@ def summary_table(records: Sequence[dict], skipped: Sequence[tuple[str, str, str
                 arrow = {"higher": " ↑", "lower": " ↓"}.get(direction, "")
             table.add_row(safe_markup(task), safe_markup((name or "") + arrow), *cells)
     if any(coverage_note(record) for record in records):
-        table.caption = "(n/m items): only n of the task's m items were evaluated (--allow-missing, --limit)"
+        table.caption = "(n/m items): only n of the task's m items were evaluated"
     return table
 
 
