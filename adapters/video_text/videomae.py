@@ -101,10 +101,18 @@ def _hub(name: str, notes: str = "") -> WeightTag:
                                     "reached when this was ported)")
 
 
-_V2G_STEPS = ("request access to OpenGVLab/VideoMAEv2 on Hugging Face (form; the README of "
-              "github.com/OpenGVLab/VideoMAEv2 docs/MODEL_ZOO.md links it), download "
-              "mae-g/vit_g_hybrid_pt_1200e_k710_ft.pth from the OpenGVLab/VideoMAE2 repository, and pass it "
-              "as checkpoint=PATH (the official file is read as it is, no conversion)")
+_V2G_STEPS = ("fill in the VideoMAE V2 Download Request Form linked from docs/MODEL_ZOO.md of "
+              "github.com/OpenGVLab/VideoMAEv2 (or request access to the gated Hugging Face repository "
+              "OpenGVLab/VideoMAE2), download mae-g/vit_g_hybrid_pt_1200e_k710_ft.pth, and pass it as "
+              "checkpoint=PATH: the official file is read as it is, no conversion")
+_DISTILLED = "https://huggingface.co/OpenGVLab/VideoMAE2/resolve/main/distill"
+
+
+def _distilled(name: str, file: str, width: str) -> WeightTag:
+    return WeightTag(name=name, source="url", url=f"{_DISTILLED}/{file}", frame_spec=videomae_frame_spec(preprocessing="tad"),
+                     notes=f"{width} distilled from ViT-g on K710 (docs/MODEL_ZOO.md, Distillation: a direct link); "
+                           "official .pth format; sha256 not recorded (not reachable when this was ported)")
+
 
 CARD = ModelCard(
     family="videomae",
@@ -120,6 +128,8 @@ CARD = ModelCard(
                   notes="ViT-g/14 (1408 wide, 40 layers, 16 heads, 16 frames, 224): the hybrid-pre-trained, "
                         "K710-fine-tuned model behind the VideoMAEv2 TAL features (OpenGVLab/VideoMAEv2-TAL-Features); "
                         "CC-BY-NC-4.0, gated"),
+        _distilled("v2-s-k710-distilled", "vit_s_k710_dl_from_giant.pth", "ViT-S/16 (384 wide, 6 heads)"),
+        _distilled("v2-b-k710-distilled", "vit_b_k710_dl_from_giant.pth", "ViT-B/16 (768 wide, 12 heads)"),
     ),
     default_tag="base-finetuned-kinetics",
     frame_spec=videomae_frame_spec(),
