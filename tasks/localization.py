@@ -262,7 +262,9 @@ def evaluate_localization(encoder: Encoder, task: LocalizationTask, *, limit: in
     "num_predictions", "hallucination", "samples"}`` and, for a LAP task, ``"conflicting"``.
     ``metrics`` holds ``mAP@<t>`` per threshold and ``average_mAP``; for a LAP task also ``LAP``,
     ``aligned.average_mAP`` and ``conflicting.average_mAP``; for a localizer that answers in text
-    also ``hallucination.fixed`` and ``hallucination.repeating``.
+    also ``hallucination.fixed`` and ``hallucination.repeating``, and the result then has
+    ``answers`` (questions asked, parsed, unparsable: `_answer_counts`), ``decoding`` (the
+    localizer's own line, e.g. greedy with its token limit) and, per sample, the ``answers`` given.
 
     The hallucination rates (ActionVLM Table 2) describe free-text answers, so they are computed
     only for models with ``answers_in_text = True`` and from the aligned run; for the others
@@ -273,6 +275,7 @@ def evaluate_localization(encoder: Encoder, task: LocalizationTask, *, limit: in
     engine_capability(model, "localization", task.name)
     present, missing = _resolve_videos(task, encoder.allow_missing)
     present = present[:limit]  # a smoke run (--limit): the first videos, scored on their ground truth only
+    log_start = len(_text_answer_attribute(model, "answer_log", None) or ())
     aligned = _run(encoder, task, present, task.descriptions)
     scored = _score(task, present, aligned)
     breakdown = _breakdown(task, scored)
@@ -288,7 +291,12 @@ def evaluate_localization(encoder: Encoder, task: LocalizationTask, *, limit: in
         metrics["hallucination.fixed"] = rates["fixed"]
         metrics["hallucination.repeating"] = rates["repeating"]
         result["hallucination"] = rates
+        result["answers"] = _answer_counts(task, aligned)
+        result["decoding"] = _text_answer_attribute(model, "decoding", None)
     samples = [{"id": video, "segments": _rows(segments)} for (_, video, _), segments in zip(present, aligned)]
+    if answers_in_text(model):
+        for sample, texts in zip(samples, _answer_texts(model, present, log_start)):
+            sample["answers"] = texts
     if task.conflicting is not None and metrics["average_mAP"] == 0.0:
         # A model that finds nothing is a result, not bad input: LAP, a drop relative to 0, is
         # reported as undefined (None) and the conflicting run is skipped.
@@ -352,6 +360,36 @@ def _run(encoder: Encoder, task: LocalizationTask, present: list[tuple[int, str,
                                           window_settings(encoder.model, task.sliding_window))
     return [_check_segments(answer, video, path, classes, encoder.model)
             for (_, video, path), answer in zip(present, answers)]
+
+
+def _answer_counts(task: LocalizationTask, aligned: list[list[Segment]]) -> dict:
+    """How a text-answering localizer's answers parsed: one question per (video, class).
+
+    An answer is ``parsed`` when it gave at least one segment of its class, and ``unparsable``
+    otherwise (no timestamps found, or none that form a segment): it stays in the evaluation as
+    an empty prediction, never dropped. Counted from the segments, so a cached run counts the same.
+    """
+    questions = len(aligned) * len(task.class_names)
+    parsed = sum(len({segment.label for segment in segments}) for segments in aligned)
+    return {"questions": questions, "parsed": parsed, "unparsable": questions - parsed}
+
+
+def _text_answer_attribute(model: Any, name: str, default: Any) -> Any:
+    """An optional attribute of a text-answering localizer (``decoding``: how it decodes, in one
+    line; ``answer_log``: its answers, ``{"video", "class", "answer", "parsed"}`` each), not a flag."""
+    return getattr(model, name, default)
+
+
+def _answer_texts(model: Any, present: list[tuple[int, str, Path]], start: int) -> list[list[dict] | None]:
+    """Per video, the answers the localizer gave in this run (for ``--log-samples``); None for a
+    video whose segments came from the cache, whose answers were not regenerated."""
+    log = list(_text_answer_attribute(model, "answer_log", None) or ())[start:]
+    by_video: dict[str, list[dict]] = {}
+    for entry in log:
+        if isinstance(entry, Mapping) and "video" in entry:
+            by_video.setdefault(str(entry["video"]), []).append(
+                {key: entry[key] for key in ("class", "answer", "parsed") if key in entry})
+    return [by_video.get(str(path)) for _, _, path in present]
 
 
 def _check_inputs(model: Any, task: LocalizationTask, videos: Sequence[tuple[str, Path]]) -> None:

@@ -188,3 +188,25 @@ def test_localize_keeps_and_counts_unparsable_answers(monkeypatch, tmp_path):
     assert model.answer_counts() == {"answers": 3, "parsed": 2, "unparsable": 1}
     assert [entry["answer"] for entry in model.answer_log][1] == "I do not know."
     assert 'It is described as: cutting with a knife' in model.localize_question("cut", "cutting with a knife")
+
+
+def test_the_localization_engine_counts_parsed_and_unparsable_answers(world, monkeypatch):
+    from instract_eval.encoding import Encoder
+    from instract_eval.tasks import load_registry, require_data
+    from instract_eval.tasks.localization import evaluate_localization, localization_task
+
+    spec = load_registry([world / "tasks.yaml"]).tasks["synth-tal"]
+    task = localization_task(spec, require_data(spec, environ={}))
+    model = _model(max_new_tokens=4)
+    first = task.class_names[0]
+    monkeypatch.setattr(model, "answer", lambda clip, question: "from 0.5 to 1.5 seconds"
+                        if f'"{first}"' in question else "no idea")
+    result = evaluate_localization(Encoder(model), task, limit=2)
+    classes = len(task.class_names)
+    assert result["answers"] == {"questions": 2 * classes, "parsed": 2, "unparsable": 2 * classes - 2}
+    assert result["decoding"] == "greedy, max_new_tokens=4"
+    assert result["hallucination"] is not None
+    sample = result["samples"][0]
+    assert len(sample["answers"]) == classes and sample["answers"][0]["answer"] == "from 0.5 to 1.5 seconds"
+    assert [row["parsed"] for row in sample["answers"]].count(True) == 1
+    assert sample["segments"]  # the parsed answer's segment is a prediction; the others are empty ones
