@@ -11,13 +11,13 @@ import contextlib
 import errno
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from .errors import WriteError
 
 __all__ = ["fresh_directory", "make_directories", "replace_atomically", "require_writable_directory", "write_atomic",
-           "writing"]
+           "write_together", "writing"]
 
 _ATTEMPTS = 100  # random names tried before giving up (a clash is already one in 4 billion)
 
@@ -36,6 +36,36 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
     """`replace_atomically`, with a failure reported as a `WriteError` naming ``path``."""
     with writing(path):
         replace_atomically(path, data)
+
+
+def write_together(files: Sequence[tuple[str | os.PathLike, bytes | str]]) -> None:
+    """Write files that belong together (a record and its sample log): each to a temporary file
+    beside it first, renamed over the old ones only when every byte of all of them is written.
+
+    A write that fails (a full disk) thus leaves the old files as they were, never a new log beside
+    an old record. The renames that follow do not allocate space. A failure is a `WriteError`
+    naming the file it happened to.
+    """
+    staged: list[tuple[Path, str]] = []
+    try:
+        for path, data in files:
+            path = Path(path)
+            payload = data.encode("utf-8") if isinstance(data, str) else data
+            with writing(path):
+                descriptor, temporary = _create_beside(path)
+                staged.append((path, temporary))
+                try:
+                    _write_all(descriptor, payload)
+                finally:
+                    os.close(descriptor)
+        for path, temporary in staged:
+            with writing(path):
+                os.replace(temporary, path)
+    except BaseException:
+        for _, temporary in staged:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)  # gone already where the rename happened
+        raise
 
 
 def replace_atomically(path: str | os.PathLike, data: bytes | str) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
-from .files import make_directories, write_atomic, writing
+from .files import make_directories, write_atomic, write_together, writing
 
 __all__ = ["SCHEMA", "read_records", "read_record_files", "read_sample_log", "sample_log_of", "describe_metrics",
            "dataset_fingerprint", "software_versions", "record_path", "samples_path", "write_record", "to_json",
@@ -183,22 +183,23 @@ def write_record(output: Path, record: Mapping[str, Any], samples: Sequence[Mapp
     """Write the record (and the per-sample log when ``samples`` is given); returns the record's path.
 
     Files are named by the model's ``label`` (its name, or name@fingerprint when one run has the
-    same model twice with different arguments). The log is written first, so a record on disk
-    always has its complete log beside it; a record written without one removes an older log, which
-    would belong to another run.
+    same model twice with different arguments). The record and its log are written together
+    (`write_together`): a write that fails leaves the previous pair, never a new log beside an old
+    record. A record written without a log removes an older log, which would belong to another run.
     """
     model, task = model_label(record), record["task"]["name"]
     path = record_path(output, model, task)
     log = samples_path(output, model, task)
     with writing(path):
         make_directories(path.parent)
+    text = json.dumps(to_json(record), indent=2, allow_nan=False) + "\n"
     if samples is not None:
         lines = (json.dumps(to_json({"task": task, "model": model, **sample}), allow_nan=False) for sample in samples)
-        write_atomic(log, "".join(line + "\n" for line in lines))
-    else:
-        with writing(log):
-            log.unlink(missing_ok=True)
-    write_atomic(path, json.dumps(to_json(record), indent=2, allow_nan=False) + "\n")
+        write_together([(log, "".join(line + "\n" for line in lines)), (path, text)])
+        return path
+    with writing(log):
+        log.unlink(missing_ok=True)
+    write_atomic(path, text)
     return path
 
 

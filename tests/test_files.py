@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 
@@ -72,3 +73,20 @@ def test_a_read_only_directory_is_refused_and_nothing_is_left_in_it(tmp_path):
 def test_the_probe_leaves_nothing_behind(tmp_path):
     require_writable_directory(tmp_path / "a" / "b", "--output")
     assert not list(tmp_path.iterdir())
+
+
+def test_a_record_and_its_sample_log_are_replaced_together_or_not_at_all(tmp_path, monkeypatch):
+    """A rerun whose record cannot be written (the disk fills after its log) keeps the previous pair:
+    a new log beside the old record would make `regress` bootstrap over another run's samples."""
+    from instract_eval.results import record_path, samples_path, write_record
+
+    def record(items):
+        return {"model": {"name": "m"}, "task": {"name": "t"}, "items": items}
+
+    write_record(tmp_path, record(2), [{"item": 0}, {"item": 1}])
+    simulate_full_disk(monkeypatch, tmp_path, files_that_fit=1)  # the new log fits, the record does not
+    with pytest.raises(WriteError, match=r"t\.json: cannot write: \[Errno 28\]"):
+        write_record(tmp_path, record(3), [{"item": 0}, {"item": 1}, {"item": 2}])
+    assert json.loads(record_path(tmp_path, "m", "t").read_text())["items"] == 2
+    assert len(samples_path(tmp_path, "m", "t").read_text().splitlines()) == 2
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["t.json", "t.samples.jsonl"]  # no temporaries
