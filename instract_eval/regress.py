@@ -44,7 +44,7 @@ from .errors import InputError
 from .metrics.statistics import paired_bootstrap
 from .results import is_finite_number, model_label, read_record_files, read_sample_log, sample_log_of
 from .sample_metrics import PerSample, SampleMetrics, sample_metrics
-from .text import plain, plural, safe_markup
+from .text import plain, plain_lines, plural, safe_markup
 
 __all__ = [
     "DEFAULT_TOLERANCE",
@@ -707,5 +707,6 @@ def to_junit(report: GateReport) -> str:
 
 
 def _xml(text: str) -> str:
-    """``text`` without the characters XML 1.0 cannot hold (control characters), which no escape fixes."""
-    return re.sub("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]", "\ufffd", str(text))
+    """``text`` for a JUnit report: no control or bidi characters (`plain_lines`: a CI page shows it
+    to people too), nor the other characters XML 1.0 cannot hold, which no escape fixes."""
+    return re.sub("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]", "\ufffd", plain_lines(text))

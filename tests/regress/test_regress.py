@@ -567,11 +567,13 @@ def test_markup_and_control_characters_in_names_reach_neither_terminal_nor_markd
         write_json(tmp_path / name / "r.json", result_record("m\x1b]0;pwned\x07", task, {"acc": (value, "fraction",
                                                                                                   "higher")}))
     code, out, err = cli(capsys, "regress", "--baseline", str(tmp_path / "base"), "--candidate",
-                         str(tmp_path / "cand"), "--markdown", str(tmp_path / "r.md"))
+                         str(tmp_path / "cand"), "--markdown", str(tmp_path / "r.md"), "--junit", str(tmp_path / "r.xml"))
     markdown = (tmp_path / "r.md").read_text()
+    junit = (tmp_path / "r.xml").read_text()
     assert code == 1, err
     shown = "t[bold red]EVIL[/][2J2J"
     assert shown in out and f"FAIL: 1 of 1 compared metrics regressed ({shown} acc)" in out
     assert "t\\[bold red\\]EVIL\\[/\\]\\[2J2J" in markdown and "(m\\]0;pwned)" in markdown
-    for text in (out, markdown):
+    assert shown in junit  # a CI page shows the report to people: no one-byte CSI, no right-to-left override
+    for text in (out, markdown, junit):
         assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]", text)
