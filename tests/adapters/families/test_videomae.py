@@ -167,3 +167,20 @@ def test_bad_checkpoints_give_one_line(golden, official_file, tmp_path):
     (broken / "config.json").write_text(json.dumps(config))
     with pytest.raises(InputError, match=r"broken/model.safetensors: .*wrong shape of"):
         create_model("videomae", checkpoint=str(broken))
+
+
+def test_pixels_equal_the_published_processor_within_one_grey_level(golden):
+    """``processor_check.safetensors``: VideoMAEImageProcessorPil (transformers 5.23, Pillow; run in the reference
+    virtualenv, the product has no Pillow) on a 4 x 48 x 64 uint8 clip with the tiny directory's processor file.
+    The harness's pipeline (uint8 antialiased bilinear resize, centre crop, ImageNet mean/std) gives the same
+    pixels within one grey level: PIL and torch round the resampled values differently."""
+    from safetensors.torch import load_file
+
+    from instract_eval.media.transforms import apply_frame_spec
+
+    check = load_file(str(FOLDER / "processor_check.safetensors"))
+    model = create_model("videomae", checkpoint=str(FOLDER / golden.metadata["checkpoint"]))
+    ours = apply_frame_spec(check["clip"], model.frame_spec())
+    assert ours.shape == check["pixel_values"].shape == (4, 3, 32, 32)
+    grey = (ours - check["pixel_values"]).abs() * torch.tensor(IMAGENET_STD).view(3, 1, 1) * 255
+    assert float(grey.max()) <= 1.0 + 1e-3 and float(grey.mean()) < 0.5

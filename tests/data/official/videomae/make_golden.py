@@ -2,6 +2,7 @@
 
     python tests/data/official/videomae/make_golden.py
     /work/refenv/bin/python tests/data/official/videomae/make_golden.py --official /work/ref/VideoMAEv2
+    /work/refenv/bin/python tests/data/official/videomae/make_golden.py --processor
 
 The first part's reference is transformers (5.23.0, torch 2.13.0 CPU): ``VideoMAEForVideoClassification``
 and ``VideoMAEForPreTraining``, the classes the ``MCG-NJU/videomae-*`` directories load with. It writes
@@ -170,14 +171,39 @@ def official(out: Path, repo: Path) -> None:
     print(f"[official] {commit}: features {list(features.shape)}; keys {sorted(model.state_dict())[:6]} ...")
 
 
+def processor(out: Path) -> None:
+    """The published processor on a small uint8 clip: ``VideoMAEImageProcessorPil`` (Pillow, no torchvision)
+    read from the tiny directory's ``preprocessor_config.json``; run in the reference virtualenv (the
+    product installs no Pillow), so the product's test compares its own pipeline with the stored output."""
+    import numpy as np
+    import transformers
+    from transformers.models.videomae import VideoMAEImageProcessorPil
+
+    gen = torch.Generator().manual_seed(SEED + 3)
+    y, x = torch.meshgrid(torch.linspace(0, 1, 48), torch.linspace(0, 1, 64), indexing="ij")
+    base = torch.stack([y, x, (x + y) / 2], dim=-1) * 200
+    clip = (base[None] + 40 * torch.rand(4, 48, 64, 3, generator=gen)).clamp(0, 255).round().to(torch.uint8)
+    proc = VideoMAEImageProcessorPil.from_pretrained(str(out / FINETUNED))
+    pixels = proc([np.asarray(frame) for frame in clip.numpy()], return_tensors="pt")["pixel_values"][0]
+    save_file({"clip": clip.contiguous(), "pixel_values": pixels.contiguous()}, str(out / "processor_check.safetensors"),
+              metadata={"processor": f"{type(proc).__name__} from {FINETUNED}/preprocessor_config.json",
+                        "commit": f"transformers=={transformers.__version__}", "clip_layout": "T,H,W,3 uint8",
+                        "pixel_values_layout": "T,3,H,W float32"})
+    print(f"[processor] {type(proc).__name__}: {list(clip.shape)} -> {list(pixels.shape)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--official", type=Path, default=None,
                         help="a checkout of github.com/OpenGVLab/VideoMAEv2: write the official-format part")
+    parser.add_argument("--processor", action="store_true",
+                        help="write processor_check.safetensors with the published processor (needs Pillow)")
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    if args.official is not None:
+    if args.processor:
+        processor(args.out)
+    elif args.official is not None:
         official(args.out, args.official)
     else:
         hugging_face(args.out)
