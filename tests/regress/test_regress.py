@@ -477,10 +477,11 @@ def _report(task: str, metric: str, regressed: bool) -> GateReport:
 
 
 def test_junit_escapes_names_and_counts_failures():
-    task, metric = 'a<b&"c|\x01', "m>1"
+    task, metric = 'a<b&"c|\x01\ufffe', "m>1"
     suite = ET.fromstring(to_junit(_report(task, metric, regressed=True)))
     case = suite.find("testcase")
     assert suite.tag == "testsuite" and suite.get("tests") == "1" and suite.get("failures") == "1"
+    # The control character is dropped, the non-character XML cannot hold is replaced.
     assert case.get("classname") == 'a<b&"c|\ufffd' and case.get("name") == "m>1"
     assert case.find("failure").get("message").startswith("regression: m>1 (higher is better): 0.5000 -> 0.2500")
     assert "x < y & z" in suite.find("system-out").text
