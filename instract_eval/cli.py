@@ -655,9 +655,9 @@ def _emit(result: dict, output: Path | None) -> None:
         sys.stdout.write(text)
         return
     directory = output.parent if str(output.parent) else Path(".")
-    if not directory.is_dir():
+    if not directory.exists():
         raise InputError(f"directory {directory} does not exist", field="--output")
-    write_atomic(output, text)
+    write_atomic(output, text)  # a file where the directory should be: one line with its errno
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -242,3 +242,6 @@ def test_score_output_that_cannot_be_written_is_one_line_with_the_errno(tmp_path
     code, err = _cli(capsys, *argv, str(out))
     assert code == 2 and err == f"error: {out}: cannot write: [Errno 28] No space left on device\n"
     assert not list(out.parent.iterdir())  # no partial file, no temporary file
+    (tmp_path / "afile").write_text("")
+    code, err = _cli(capsys, *argv, str(tmp_path / "afile" / "r.json"))  # a file where the directory should be
+    assert code == 2 and err == f"error: {tmp_path / 'afile' / 'r.json'}: cannot write: [Errno 20] Not a directory\n"
