@@ -10,9 +10,11 @@ ever shown as the characters it is.
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable
 
-__all__ = ["plain", "plain_lines", "safe_markup", "plural"]
+__all__ = ["did_you_mean", "plain", "plain_lines", "safe_markup", "plural"]
 
 # C0 and C1 controls, DEL, and the bidirectional marks, embeddings, overrides and isolates.
 _LAYOUT = "\t\n\r"
@@ -43,3 +45,10 @@ def safe_markup(text: object) -> str:
 def plural(count: int, noun: str, nouns: str | None = None) -> str:
     """``1 result record``, ``2 result records``: the count with the noun in its number."""
     return f"{count} {noun if count == 1 else nouns or noun + 's'}"
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the (at most three) closest known names, or ``""`` when none is
+    close: the one wording of the hint for labels, protocol keys and metric names."""
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
+    return "; did you mean " + " or ".join(f"'{match}'" for match in close) + "?" if close else ""

@@ -22,7 +22,6 @@ closest names.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -30,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from instract_eval.errors import InputError
+from instract_eval.text import did_you_mean
 from instract_eval.metrics.localization import TIOU_THRESHOLD_PRESETS, threshold_key
 
 __all__ = ["Setting", "PROTOCOL_SCHEMAS", "PROBE_OF_TRANSFORM", "MCQ_KS", "RETRIEVAL_KS", "check_protocol",
@@ -191,7 +191,7 @@ def _check_keys(values: Mapping[str, Any], schema: Mapping[str, Setting], *, for
         at = f"{where}.{key}"
         setting = schema.get(key)
         if setting is None:
-            raise InputError(f"unknown key{_did_you_mean(str(key), schema) or _known(schema)}", path=source,
+            raise InputError(f"unknown key{did_you_mean(str(key), schema) or _known(schema)}", path=source,
                              field=at)
         if setting.formats and format not in setting.formats:
             raise InputError(f"is read only by the format(s) {', '.join(setting.formats)}; format '{format}' "
@@ -257,14 +257,8 @@ def check_metrics(names: Iterable[str], produced: tuple[str, ...], *, kind: str,
     for index, name in enumerate(names):
         if name not in produced:
             raise InputError(f"the {kind} engine does not report '{name}' for this task"
-                             + (_did_you_mean(name, produced) or f" (it reports {', '.join(produced)})"),
+                             + (did_you_mean(name, produced) or f" (it reports {', '.join(produced)})"),
                              path=source, field=f"{where}[{index}].name")
-
-
-def _did_you_mean(name: str, choices: Iterable[str]) -> str:
-    """``; did you mean 'frames'?`` for close names, else the empty string."""
-    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)
-    return "; did you mean " + " or ".join(f"'{c}'" for c in close) + "?" if close else ""
 
 
 def _known(schema: Mapping[str, Setting]) -> str:

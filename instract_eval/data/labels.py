@@ -13,9 +13,8 @@ import os
 from typing import Collection
 
 from ..errors import InputError
+from ..text import did_you_mean
 
-_CLOSE_MATCHES = 3
-_CLOSE_CUTOFF = 0.6
 NEAR_MISS = 0.8  # similarity of a one- or two-letter slip in a short label ("spin blok": 0.95)
 
 
@@ -30,14 +29,6 @@ def check_label(label: str, known: Collection[str], *, declared_by: str, path: s
         return label
     raise InputError(f"unknown class '{label}' (not in {declared_by}){did_you_mean(label, known)}",
                      path=path, field=field)
-
-
-def did_you_mean(label: str, known: Collection[str]) -> str:
-    """``"; did you mean 'x'?"`` for the closest known labels, or ``""`` when none is close."""
-    close = difflib.get_close_matches(label, list(known), n=_CLOSE_MATCHES, cutoff=_CLOSE_CUTOFF)
-    if not close:
-        return ""
-    return "; did you mean " + " or ".join(f"'{name}'" for name in close) + "?"
 
 
 def similarity(label: str, other: str) -> float:
