@@ -60,10 +60,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..text import did_you_mean
 from .cliplist import read_labelled_clips
 from .generic import Record, read_records, read_text, record_string
 from .jsonfile import parse_yaml, require_key, require_list, require_mapping, require_number, require_string
-from ..text import did_you_mean
 from .labels import NEAR_MISS, check_label, similarity
 
 SRT_DATASETS = ("ata", "ikea", "gtea")
