@@ -56,7 +56,7 @@ Ties = Annotated[
 Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on error.")]
 Include = Annotated[
     Optional[list[Path]],
-    typer.Option("--include", help="Also read tasks and groups from this registry file (same schema as "
+    typer.Option("--include", metavar="FILE", help="Also read tasks and groups from this registry file (same schema as "
                                    "tasks.yaml); repeatable."),
 ]
 CacheDir = Annotated[
@@ -260,13 +260,13 @@ def _check_line(name: str, report: dict, decode: bool | None) -> str:
 @app.command("run")
 def run(
     model: Annotated[Optional[list[str]], typer.Option(
-        "--model", "-m", help="Model name (see `instract-eval list models`), or package.module:factory; "
+        "--model", "-m", metavar="NAME", help="Model name (see `instract-eval list models`), or package.module:factory; "
         "repeatable. Default: synth-bag-of-frames and synth-temporal.")] = None,
     task: Annotated[Optional[list[str]], typer.Option(
-        "--task", "-t", help="Task or group name (see `instract-eval list tasks`); repeatable. "
+        "--task", "-t", metavar="NAME", help="Task or group name (see `instract-eval list tasks`); repeatable. "
         "Default: the synth group on the embedded synthetic world.")] = None,
     model_args: Annotated[Optional[list[str]], typer.Option(
-        "--model-args", help="key=value,... for the model's factory; one for all models, or one per "
+        "--model-args", metavar="KEY=VALUE,...", help="key=value,... for the model's factory; one for all models, or one per "
         "--model in the same order.")] = None,
     include: Include = None,
     data_root: DataRoot = None,
@@ -412,7 +412,7 @@ def regress(
         "--tolerance", help="How much worse (absolute, in the metric's unit) a metric may get before it "
         "can regress.")] = 0.01,
     metric_tolerance: Annotated[Optional[list[str]], typer.Option(
-        "--metric-tolerance", help="METRIC=TOL (that metric in every task) or TASK:METRIC=TOL (one task's "
+        "--metric-tolerance", metavar="[TASK:]METRIC=TOL", help="METRIC=TOL (that metric in every task) or TASK:METRIC=TOL (one task's "
         "metric) replaces --tolerance there; TASK:METRIC wins over METRIC; repeatable.")] = None,
     baseline_model: Annotated[Optional[str], typer.Option(
         "--baseline-model", help="The model (label or name) to take from --baseline when it holds records "
@@ -583,7 +583,7 @@ def leaderboard_build(
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the site (created; a site built "
                                       "there before is replaced, other files are refused).", file_okay=False)],
     match: Annotated[Optional[list[str]], typer.Option(
-        "--match", help="LABEL=METHOD: our model LABEL is the paper's METHOD, so the page shows the "
+        "--match", metavar="LABEL=METHOD", help="LABEL=METHOD: our model LABEL is the paper's METHOD, so the page shows the "
         "difference; repeatable. Names that agree ignoring case and punctuation match without it.")] = None,
     no_reported: Annotated[bool, typer.Option("--no-reported", help="Leave out the papers' published "
                                               "numbers.")] = False,

@@ -70,3 +70,10 @@ def test_score_tal_has_no_tie_policy_option():
     assert "--ties" in _help(("score", "mcq"))
     result = CliRunner().invoke(app, ["score", "tal", "--ties", "expected", "-p", "p.json"])
     assert result.exit_code == 2 and "No such option" in result.output
+
+
+@pytest.mark.parametrize("path, command", COMMANDS, ids=[" ".join(p) or "root" for p, _ in COMMANDS])
+def test_repeatable_options_name_their_value_not_a_python_type(path, command):
+    """`--include FILE`, `--model NAME`: an option's line says what to give, never `<list[str]>`."""
+    options = _help(path).partition("Options:")[2]
+    assert "<list[" not in options, options
