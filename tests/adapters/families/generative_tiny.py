@@ -134,3 +134,40 @@ def tiny_internvl3(directory, *, hidden: int = 32, layers: int = 2, seed: int = 
         "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "resample": 3,
         "size": {"height": 32, "width": 32}, "video_processor_type": "InternVLVideoProcessor"}, indent=1))
     return directory
+
+
+PLM_SPECIALS = ("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
+                "<|image|>", "<|video|>")
+# PerceptionLM's chat format (Llama 3 headers, media tokens before the text), written here from the format.
+PLM_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}<|start_header_id|>{{ message['role'] }}<|end_header_id|>\n\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for item in message['content'] %}{% if item['type'] == 'video' %}<|video|>"
+    "{% elif item['type'] == 'image' %}<|image|>{% else %}{{ item['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "<|eot_id|>{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+)
+
+
+def plm_tokenizer():
+    return byte_tokenizer(PLM_SPECIALS, chat_template=PLM_TEMPLATE, eos="<|eot_id|>", pad="<|end_of_text|>",
+                          bos="<|begin_of_text|>")
+
+
+def plm_config(*, hidden: int = 32, layers: int = 2, vision_width: int = 64, vision_depth: int = 2):
+    """A tiny PerceptionLMConfig in the published layout (a timm_wrapper PE tower): 56 px, patch 14, pooling 2."""
+    from transformers import PerceptionLMConfig
+
+    tokenizer = plm_tokenizer()
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in PLM_SPECIALS}
+    return PerceptionLMConfig(
+        vision_config={"model_type": "timm_wrapper", "architecture": "vit_pe_core_large_patch14_336",
+                       "do_pooling": False,
+                       "model_args": {"embed_dim": vision_width, "num_heads": 4, "img_size": (56, 56),
+                                      "depth": vision_depth, "global_pool": "", "use_post_transformer_norm": False,
+                                      "init_values": 0.1, "ref_feat_shape": (4, 4)}},
+        text_config=dict(model_type="llama", vocab_size=272, hidden_size=hidden, intermediate_size=37,
+                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=1024, eos_token_id=ids["<|eot_id|>"],
+                         pad_token_id=ids["<|end_of_text|>"], bos_token_id=ids["<|begin_of_text|>"]),
+        image_token_id=ids["<|image|>"], video_token_id=ids["<|video|>"], projector_pooling_ratio=2,
+        vision_use_cls_token=True, tie_word_embeddings=False)
