@@ -146,13 +146,14 @@ class InternVL3Adapter(GenerativeVLM):
 def internvl3(checkpoint: str | os.PathLike | None = None, frames: int = 8, protocol: str = "likelihood",
               normalisation: str = "mean", reuse_prefix: bool = True, prompt: str = DEFAULT_PROMPT,
               letter_prompt: str = DEFAULT_LETTER_PROMPT, localize_prompt: str = DEFAULT_LOCALIZE_PROMPT,
-              max_new_tokens: int = 64) -> InternVL3Adapter:
+              max_new_tokens: int = 64, caption_batch: int = 16) -> InternVL3Adapter:
     """InternVL3 from a Hugging Face directory (``OpenGVLab/InternVL3-*-hf``).
 
     ``frames``: frames per clip (uniform). ``protocol``: ``likelihood`` or ``letter``;
     ``normalisation``: ``mean`` or ``sum``. ``reuse_prefix``: share the prompt's KV cache across a
     clip's captions. ``prompt``, ``letter_prompt``, ``localize_prompt``: the questions asked.
-    ``max_new_tokens``: the greedy answer's length limit (localizer).
+    ``caption_batch``: captions scored per forward. ``max_new_tokens``: the greedy answer's length limit
+    (localizer).
     """
     path = hf_model_directory(require_checkpoint("internvl3", checkpoint), "internvl3")
     read_hf_config(path, "internvl3", ("internvl",), reads="an InternVLForConditionalGeneration")
@@ -169,4 +170,4 @@ def internvl3(checkpoint: str | os.PathLike | None = None, frames: int = 8, prot
     return InternVL3Adapter(net, tokenizer, chat_template=template, spec=spec, checkpoint=path, protocol=protocol,
                             normalisation=normalisation, reuse_prefix=reuse_prefix, prompt=prompt,
                             letter_prompt=letter_prompt, localize_prompt=localize_prompt,
-                            max_new_tokens=max_new_tokens)
+                            max_new_tokens=max_new_tokens, caption_batch=caption_batch)

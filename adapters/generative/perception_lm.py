@@ -145,7 +145,8 @@ class _PeEva(nn.Module):
         x = self.patch_embed.proj(images)
         grid_h, grid_w = x.shape[-2:]
         if (grid_h, grid_w) != (self.grid, self.grid):
-            raise ValueError(f"PE tower of a {self.grid}x{self.grid} patch grid got frames of {grid_h}x{grid_w} patches")
+            raise ValueError(f"PE tower of a {self.grid}x{self.grid} patch grid got frames of "
+                             f"{grid_h}x{grid_w} patches")
         x = x.flatten(2).transpose(1, 2)
         if self.class_token:
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
@@ -296,13 +297,14 @@ class PerceptionLMAdapter(GenerativeVLM):
 def perception_lm(checkpoint: str | os.PathLike | None = None, frames: int = 16, protocol: str = "likelihood",
                   normalisation: str = "mean", reuse_prefix: bool = True, prompt: str = DEFAULT_PROMPT,
                   letter_prompt: str = DEFAULT_LETTER_PROMPT, localize_prompt: str = DEFAULT_LOCALIZE_PROMPT,
-                  max_new_tokens: int = 64) -> PerceptionLMAdapter:
+                  max_new_tokens: int = 64, caption_batch: int = 16) -> PerceptionLMAdapter:
     """PerceptionLM from a Hugging Face directory (``facebook/Perception-LM-*``).
 
     ``frames``: frames per clip (uniform; PLM was trained with up to 32). ``protocol``:
     ``likelihood`` or ``letter``; ``normalisation``: ``mean`` or ``sum``. ``reuse_prefix``: share
     the prompt's KV cache across a clip's captions. ``prompt``, ``letter_prompt``,
-    ``localize_prompt``: the questions asked. ``max_new_tokens``: the greedy answer's length limit.
+    ``localize_prompt``: the questions asked. ``caption_batch``: captions scored per forward.
+    ``max_new_tokens``: the greedy answer's length limit.
     """
     path = hf_model_directory(require_checkpoint("perception-lm", checkpoint), "perception-lm")
     config = read_hf_config(path, "perception-lm", ("perception_lm",), reads="a PerceptionLMForConditionalGeneration")
@@ -323,4 +325,4 @@ def perception_lm(checkpoint: str | os.PathLike | None = None, frames: int = 16,
     return PerceptionLMAdapter(net, tokenizer, chat_template=template, spec=spec, checkpoint=path, protocol=protocol,
                                normalisation=normalisation, reuse_prefix=reuse_prefix, prompt=prompt,
                                letter_prompt=letter_prompt, localize_prompt=localize_prompt,
-                               max_new_tokens=max_new_tokens)
+                               max_new_tokens=max_new_tokens, caption_batch=caption_batch)

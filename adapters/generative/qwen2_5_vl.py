@@ -178,14 +178,15 @@ def qwen2_5_vl(checkpoint: str | os.PathLike | None = None, frames: int = 16, si
                protocol: str = "likelihood", normalisation: str = "mean", reuse_prefix: bool = True,
                prompt: str = DEFAULT_PROMPT, letter_prompt: str = DEFAULT_LETTER_PROMPT,
                localize_prompt: str = DEFAULT_LOCALIZE_PROMPT, max_new_tokens: int = 64,
-               video_fps: float = 2.0) -> Qwen25VLAdapter:
+               video_fps: float = 2.0, caption_batch: int = 16) -> Qwen25VLAdapter:
     """Qwen2.5-VL from a Hugging Face directory (``Qwen/Qwen2.5-VL-*-Instruct``).
 
     ``frames``: frames per clip (uniform). ``size``: square frame side, a multiple of 28.
     ``protocol``: ``likelihood`` or ``letter``; ``normalisation``: ``mean`` or ``sum`` (likelihood).
     ``reuse_prefix``: share the prompt's KV cache across a clip's captions. ``prompt``,
-    ``letter_prompt``, ``localize_prompt``: the questions asked. ``max_new_tokens``: the greedy
-    answer's length limit (localizer). ``video_fps``: the frame rate the temporal positions assume.
+    ``letter_prompt``, ``localize_prompt``: the questions asked. ``caption_batch``: captions scored per
+    forward. ``max_new_tokens``: the greedy answer's length limit (localizer). ``video_fps``: the frame
+    rate the temporal positions assume.
     """
     path = hf_model_directory(require_checkpoint("qwen2.5-vl", checkpoint), "qwen2.5-vl")
     read_hf_config(path, "qwen2.5-vl", ("qwen2_5_vl",), reads="a Qwen2_5_VLForConditionalGeneration")
@@ -210,4 +211,5 @@ def qwen2_5_vl(checkpoint: str | os.PathLike | None = None, frames: int = 16, si
     return Qwen25VLAdapter(net, tokenizer, chat_template=template, video_fps=float(video_fps), spec=spec,
                            checkpoint=path, protocol=protocol, normalisation=normalisation,
                            reuse_prefix=reuse_prefix, prompt=prompt, letter_prompt=letter_prompt,
-                           localize_prompt=localize_prompt, max_new_tokens=max_new_tokens)
+                           localize_prompt=localize_prompt, max_new_tokens=max_new_tokens,
+                           caption_batch=caption_batch)

@@ -12,7 +12,8 @@ Pair scorer, log-likelihood protocol (``protocol="likelihood"``, the default)
     not scored. The captions of one clip share the prompt, so the prompt with the video is run
     once and its KV cache is reused by all captions, batched (``reuse_prefix=True``, default);
     ``reuse_prefix=False`` runs every (prompt + caption) sequence in full, the video included
-    (the same numbers, slower: ``benchmarks/generative_pair_score.py`` measures both).
+    (the same numbers, slower: ``benchmarks/bench_generative_pair_score.py`` measures both).
+    Captions run ``caption_batch`` (16) at a time, which bounds the copies of the cache held at once.
 Pair scorer, letter-choice protocol (``protocol="letter"``)
     For multiple choice: the captions are listed as options ``A. ...``, ``B. ...`` in one prompt
     and a caption's score is the probability (softmax over the whole vocabulary) of its letter
@@ -59,6 +60,7 @@ shared prefix: transformers 5 names the KV cache ``cache``), ``self.tokenizer`` 
 
 from __future__ import annotations
 
+import copy
 import os
 import string
 from collections.abc import Mapping, Sequence
@@ -116,8 +118,10 @@ class GenerativeVLM(TorchAdapter):
     def __init__(self, net: Any, tokenizer: Any, *, spec: FrameSpec, checkpoint: str | os.PathLike | None,
                  protocol: str = "likelihood", normalisation: str = "mean", reuse_prefix: bool = True,
                  prompt: str = DEFAULT_PROMPT, letter_prompt: str = DEFAULT_LETTER_PROMPT,
-                 localize_prompt: str = DEFAULT_LOCALIZE_PROMPT, max_new_tokens: int = 64, settings: str = ""):
+                 localize_prompt: str = DEFAULT_LOCALIZE_PROMPT, max_new_tokens: int = 64, settings: str = "",
+                 caption_batch: int = 16):
         check_generative_args(self.name, protocol, normalisation, max_new_tokens)
+        caption_batch = positive_int(self.name, "caption_batch", caption_batch)
         described = (f"protocol={protocol};normalisation={normalisation};prompt={prompt!r};"
                      f"letter_prompt={letter_prompt!r};localize_prompt={localize_prompt!r};"
                      f"max_new_tokens={max_new_tokens}" + (f";{settings}" if settings else ""))
@@ -131,6 +135,7 @@ class GenerativeVLM(TorchAdapter):
         self.letter_prompt = letter_prompt
         self.localize_prompt = localize_prompt
         self.max_new_tokens = int(max_new_tokens)
+        self.caption_batch = caption_batch
         # Engine flags (read through instract_eval.adapters.protocols):
         self.scoring = scoring_line(protocol, normalisation)
         self.list_dependent_scores = protocol == "letter"
@@ -185,28 +190,41 @@ class GenerativeVLM(TorchAdapter):
         return batch.to(self.device), mask.to(self.device)
 
     def log_likelihoods(self, clip: torch.Tensor, captions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each caption's summed token log-probability given the video, and its token count (``[C]`` each)."""
+        """Each caption's summed token log-probability given the video, and its token count (``[C]`` each).
+
+        Captions run ``caption_batch`` at a time (the prompt's cache is copied for each chunk), so a
+        long caption list does not hold one cache copy per caption at once.
+        """
         ids, mask = self._caption_batch(captions)
         inputs = self.prompt_inputs(clip.to(self.device), self.prompt)
         prefix = inputs["input_ids"].shape[1]
-        count = len(captions)
+        first, prompt_cache = None, None
         if self.reuse_prefix:
             out = self.net(**inputs, use_cache=True)
-            first = out.logits[:, -1:].float().expand(count, 1, -1)
-            cache = out.cache
-            cache.batch_repeat_interleave(count)
-            attention = torch.cat([inputs["attention_mask"].expand(count, -1), mask], dim=1)
-            rest = self.net(**self.continuation_inputs(inputs, ids, attention), cache=cache, use_cache=True)
-            logits = torch.cat([first, rest.logits[:, :-1].float()], dim=1)
-        else:
-            full = self.repeat_inputs(inputs, count)
-            full["input_ids"] = torch.cat([full["input_ids"], ids], dim=1)
-            full["attention_mask"] = torch.cat([full["attention_mask"], mask], dim=1)
-            for key in self.token_inputs:  # per-token inputs: the caption's tokens are text (0)
-                full[key] = torch.cat([full[key], torch.zeros_like(ids)], dim=1)
-            logits = self.net(**full, use_cache=False).logits[:, prefix - 1:-1].float()
-        logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[..., None])[..., 0]
-        return (logp * mask).sum(dim=1), mask.sum(dim=1).to(logp.dtype)
+            first, prompt_cache = out.logits[:, -1:].float(), out.cache
+        totals = []
+        for start in range(0, len(captions), self.caption_batch):
+            chunk_mask = mask[start:start + self.caption_batch]
+            length = int(chunk_mask.sum(dim=1).max())
+            chunk_ids, chunk_mask = ids[start:start + self.caption_batch, :length], chunk_mask[:, :length]
+            count = chunk_ids.shape[0]
+            if self.reuse_prefix:
+                last = start + self.caption_batch >= len(captions)
+                cache = prompt_cache if last else copy.deepcopy(prompt_cache)
+                cache.batch_repeat_interleave(count)
+                attention = torch.cat([inputs["attention_mask"].expand(count, -1), chunk_mask], dim=1)
+                rest = self.net(**self.continuation_inputs(inputs, chunk_ids, attention), cache=cache, use_cache=True)
+                logits = torch.cat([first.expand(count, 1, -1), rest.logits[:, :-1].float()], dim=1)
+            else:
+                full = self.repeat_inputs(inputs, count)
+                full["input_ids"] = torch.cat([full["input_ids"], chunk_ids], dim=1)
+                full["attention_mask"] = torch.cat([full["attention_mask"], chunk_mask], dim=1)
+                for key in self.token_inputs:  # per-token inputs: the caption's tokens are text (0)
+                    full[key] = torch.cat([full[key], torch.zeros_like(chunk_ids)], dim=1)
+                logits = self.net(**full, use_cache=False).logits[:, prefix - 1:-1].float()
+            logp = torch.log_softmax(logits, dim=-1).gather(-1, chunk_ids[..., None])[..., 0]
+            totals.append((logp * chunk_mask).sum(dim=1))
+        return torch.cat(totals), mask.sum(dim=1).to(torch.float32)
 
     def letter_prompt_text(self, captions: Sequence[str]) -> str:
         """The letter-choice question: the options listed with their letters."""

@@ -210,3 +210,15 @@ def test_the_localization_engine_counts_parsed_and_unparsable_answers(world, mon
     assert len(sample["answers"]) == classes and sample["answers"][0]["answer"] == "from 0.5 to 1.5 seconds"
     assert [row["parsed"] for row in sample["answers"]].count(True) == 1
     assert sample["segments"]  # the parsed answer's segment is a prediction; the others are empty ones
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_captions_in_chunks_score_the_same(reuse):
+    clips = _clips(2)
+    captions = CAPTIONS + ["a fourth caption", "and a fifth, longer than the others by a few words"]
+    whole = _model(reuse_prefix=reuse).score(clips, [captions] * 2)
+    for batch in (1, 2):
+        chunked = _model(reuse_prefix=reuse, caption_batch=batch).score(clips, [captions] * 2)
+        torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-5)
+    with pytest.raises(InputError, match="caption_batch must be a positive"):
+        _model(caption_batch=0)
