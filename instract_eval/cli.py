@@ -487,6 +487,7 @@ def list_models(
     """
     from rich.table import Table
 
+    from .adapters.cards import UNSUPPORTED
     from .adapters.protocols import describe_capabilities
     from .adapters.registry import available_models
 
@@ -512,7 +513,8 @@ def list_models(
         if card is None:
             table.add_row(safe_markup(entry.name), "?", "?", "?", safe_markup(f"{entry.description} ({entry.source})"))
             continue
-        tags = ", ".join(tag.name for tag in card.tags) or "none needed"
+        tags = ", ".join(tag.name for tag in card.tags) or ("none published" if card.status == UNSUPPORTED
+                                                            else "none needed")
         status = card.status if not card.status_reason else f"{card.status}: {card.status_reason}"
         table.add_row(safe_markup(entry.name), safe_markup(status),
                       describe_capabilities(card.capabilities, "none", ", "), safe_markup(tags),

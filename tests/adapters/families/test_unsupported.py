@@ -30,3 +30,13 @@ def test_list_models_shows_the_reason(name, capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert name in out and "unsupported" in out
     assert "no published weights" in out
+
+
+def test_the_models_table_says_no_weights_are_published_not_none_needed(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")  # one table row per line
+    try:
+        main(["list", "models"])
+    except SystemExit as exit:
+        assert not exit.code
+    rows = [line for line in capsys.readouterr().out.splitlines() if "vl-jepa" in line or "timemarker" in line]
+    assert len(rows) == 2 and all("none published" in row and "none needed" not in row for row in rows), rows
