@@ -21,7 +21,7 @@ from instract_eval.errors import InputError
 from .base import positive_int
 
 __all__ = ["openai_heads", "heads_for", "count_blocks", "require_shapes", "square_grid", "embedding_width",
-           "frame_count", "optional_positive", "require_clips", "require_patch_count"]
+           "frame_count", "optional_positive", "require_clips", "require_patch_count", "captions_per_clip"]
 
 
 def openai_heads(width: int) -> int:
@@ -105,3 +105,17 @@ def require_patch_count(family: str, clips: torch.Tensor, patches: int, position
     if patches != positions:
         raise InputError(f"{family}: frames of {clips.shape[-2]}x{clips.shape[-1]} pixels give {patches} patches; "
                          f"this checkpoint has positions for {image_size}x{image_size}", field="--model")
+
+
+def captions_per_clip(family: str, clips: torch.Tensor, texts: object) -> int:
+    """The caption count of a pair scorer's input: ``texts`` must be one list of captions per clip,
+    all of one length (the engines batch a clip's candidates together); else one line naming it."""
+    if (isinstance(texts, str) or not isinstance(texts, (list, tuple)) or len(texts) != clips.shape[0]
+            or any(isinstance(row, str) for row in texts)):
+        raise InputError(f"{family}: score takes one list of captions per clip ({clips.shape[0]} lists)",
+                         field="texts")
+    counts = {len(row) for row in texts}
+    if len(counts) > 1:
+        raise InputError(f"{family}: every clip needs the same number of captions, got {sorted(counts)}",
+                         field="texts")
+    return counts.pop() if counts else 0

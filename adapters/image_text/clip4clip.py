@@ -69,7 +69,7 @@ from ..core.checkpoints import file_sha256, load_strict, read_checkpoint, requir
 from ..core.clip_net import (OPENAI_SCALARS, ClipDimensions, ClipNet, LayerNorm32, QuickGELU, Transformer,
                              cosine_logits, mean_of_normalised_frames, per_frame)
 from ..core.hf import pooled_features, through_end_token
-from ..core.shapes import count_blocks, openai_heads
+from ..core.shapes import captions_per_clip, count_blocks, openai_heads
 from ..core.tokenizers import ClipBPE, clip_bpe, openai_tokenize
 from ..protocols import DUAL_ENCODER, PAIR_SCORER
 from ..registry import register_model
@@ -377,14 +377,7 @@ class Clip4ClipTight(_Official):
 
     def score(self, clips: torch.Tensor, texts: list[list[str]]) -> torch.Tensor:
         """``[B, T, 3, H, W]`` clips and ``B`` lists of ``C`` captions to ``[B, C]`` raw logits."""
-        if isinstance(texts, str) or len(texts) != clips.shape[0] or any(isinstance(row, str) for row in texts):
-            raise InputError(f"{FAMILY}: score takes one list of captions per clip ({clips.shape[0]} lists)",
-                             field="texts")
-        counts = {len(row) for row in texts}
-        if len(counts) != 1:
-            raise InputError(f"{FAMILY}: every clip needs the same number of captions, got {sorted(counts)}",
-                             field="texts")
-        per_clip = counts.pop()
+        per_clip = captions_per_clip(FAMILY, clips, texts)
         frames = self._frames(clips)
         flat = _check_texts([caption for row in texts for caption in row])
         if not flat:

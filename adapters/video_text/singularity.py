@@ -65,7 +65,7 @@ from instract_eval.media import FrameSpec
 from ..cards import NEEDS_USER_WEIGHTS, ModelCard, WeightTag
 from ..core.base import TorchAdapter, positive_int, require_checkpoint
 from ..core.checkpoints import file_sha256, load_strict, read_checkpoint, require_keys, unwrap_state_dict
-from ..core.shapes import count_blocks, heads_for, require_clips, require_shapes
+from ..core.shapes import captions_per_clip, count_blocks, heads_for, require_clips, require_shapes
 from ..protocols import DUAL_ENCODER, PAIR_SCORER
 from ..registry import register_model
 from .univl import BERT_VOCAB_URL, BertWordPiece
@@ -571,14 +571,7 @@ class SingularityITM(_Singularity):
     @torch.no_grad()
     def score(self, clips: torch.Tensor, texts: list[list[str]]) -> torch.Tensor:
         """``[B, T, 3, H, W]`` clips and ``B`` lists of ``C`` captions to ``[B, C]`` logits."""
-        if isinstance(texts, str) or len(texts) != clips.shape[0] or any(isinstance(row, str) for row in texts):
-            raise InputError(f"{FAMILY}: score takes one list of captions per clip ({clips.shape[0]} lists)",
-                             field="texts")
-        counts = {len(row) for row in texts}
-        if len(counts) > 1:
-            raise InputError(f"{FAMILY}: every clip needs the same number of captions, got {sorted(counts)}",
-                             field="texts")
-        per_clip = counts.pop() if counts else 0
+        per_clip = captions_per_clip(FAMILY, clips, texts)
         if not per_clip:
             return torch.zeros(clips.shape[0], 0)
         frames = self.net.temporal(self._frames(clips)[0], self.temporal_embed)
