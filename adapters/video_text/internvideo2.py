@@ -665,7 +665,7 @@ CARD = ModelCard(
     frame_spec=internvideo2_frame_spec(4),
     tokenizer="BERT basic + WordPiece (bert-large-uncased vocab.txt: vocab=PATH, a URL, or beside the checkpoint), "
               f"special tokens split out first, [CLS] and no [SEP], padded to {MAX_TXT_L} tokens",
-    code_licence="MIT (OpenGVLab/InternVideo)",
+    code_licence="Apache-2.0 (OpenGVLab/InternVideo; InternVideo2/multi_modality/pyproject.toml says the same)",
     weights_licence="per the gated Hugging Face repository's terms (OpenGVLab/InternVideo2-Stage2_*)",
     paper="Wang et al. InternVideo2: Scaling Foundation Models for Multimodal Video Understanding. ECCV 2024. "
           "arXiv:2403.15377",
