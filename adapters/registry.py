@@ -132,11 +132,15 @@ def register_model(name: str, *, description: str = "", card: ModelCard | None =
     def decorator(factory: F) -> F:
         if not callable(factory):
             raise TypeError(f"register_model({name!r}) must decorate a callable, got {type(factory).__name__}")
+        module = getattr(factory, "__module__", None) or ""
         with _LOCK:
-            _ensure_builtins()
+            if not module.startswith("instract_eval."):
+                # A third party's name must not clash with a built-in one: load those first. A
+                # built-in module does not: its import would start loading its siblings in the
+                # middle of its own import, and a sibling importing from it would find it half made.
+                _ensure_builtins()
             if name in _REGISTRY:
                 raise ValueError(f"model {name!r} is already registered (by {_qualified(_REGISTRY[name].factory)})")
-            module = getattr(factory, "__module__", None) or ""
             source = BUILTIN_SOURCE if module.startswith("instract_eval.") else f"registered by {module or '?'}"
             if card is not None and not isinstance(card, ModelCard):
                 raise TypeError(f"register_model({name!r}): card must be a ModelCard, got {type(card).__name__}")

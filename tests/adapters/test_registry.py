@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -411,3 +412,28 @@ def test_a_created_torch_model_is_in_evaluation_mode(isolated):
     assert not model.training
     x = torch.ones(1000)
     assert torch.equal(model(x), x)
+
+
+def test_every_builtin_module_imports_on_its_own_first():
+    """`import instract_eval.adapters.video_text.univl` as a user's first line: a module whose
+    registration loaded its siblings mid-import let one of them (singularity, importing from univl)
+    find it half made. Each module is imported first in a fresh adapters package, in one process."""
+    import subprocess
+
+    script = textwrap.dedent("""
+        import importlib, sys
+        from instract_eval.adapters.registry import builtin_modules
+        failed = []
+        for name in builtin_modules():
+            for loaded in [m for m in sys.modules if m.startswith("instract_eval.adapters")]:
+                del sys.modules[loaded]
+            try:
+                importlib.import_module(name)
+            except Exception as error:
+                failed.append(f"{name}: {type(error).__name__}: {error}")
+        print("\\n".join(failed))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "", done.stdout
