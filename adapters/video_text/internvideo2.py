@@ -49,7 +49,6 @@ random checkpoints; ``tests/data/official/internvideo2/`` has the data and the s
 from __future__ import annotations
 
 import os
-import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -66,6 +65,7 @@ from ..cards import NEEDS_USER_WEIGHTS, ModelCard, WeightTag
 from ..core.base import TorchAdapter, positive_int, require_checkpoint
 from ..core.checkpoints import file_sha256, load_strict, read_checkpoint, require_keys, unwrap_state_dict
 from ..core.shapes import count_blocks, frame_count, require_clips, require_patch_count, require_shapes
+from ..core.wordpiece import ClsOnlyWordPiece
 from ..protocols import DUAL_ENCODER
 from ..registry import register_model
 
@@ -81,7 +81,6 @@ _MASKED = -10000.0
 _BERT_EPS = 1e-12
 _RMS_EPS = 1e-6
 _POOL_EPS = 1e-5
-_SPECIALS = ("[UNK]", "[SEP]", "[PAD]", "[CLS]", "[MASK]")
 # Published vision widths -> (block heads, attention-pool heads): the 1B and 6B factories.
 _PUBLISHED_HEADS = {1408: (16, 16), 3200: (25, 16)}
 
@@ -526,56 +525,9 @@ def load_internvideo2_net(checkpoint: str | os.PathLike, *, frames: int | None =
 # Tokenizer
 
 
-class InternVideo2Tokenizer:
+class InternVideo2Tokenizer(ClsOnlyWordPiece):
     """The repository's ``tokenization_bert.BertTokenizer`` under transformers 4.28: special tokens
-    split out first (exact, case-sensitive), the rest basic + WordPiece; ``[CLS]`` and no ``[SEP]``.
-
-    The basic and WordPiece steps are UniVL's ``BertWordPiece`` (the original BERT tokenizer),
-    imported when a tokenizer is made: importing it with this module would start the built-in
-    adapter imports from inside ``univl``'s own import.
-    """
-
-    _split = re.compile("(" + "|".join(re.escape(token) for token in _SPECIALS) + ")")
-
-    def __init__(self, vocabulary: Sequence[str], *, source: str | os.PathLike = ""):
-        from .univl import BertWordPiece
-
-        self._pieces = BertWordPiece(vocabulary, source=source)
-        self.vocab = self._pieces.vocab
-        self.source = self._pieces.source
-
-    @classmethod
-    def from_file(cls, path: str | os.PathLike) -> InternVideo2Tokenizer:
-        from .univl import BertWordPiece
-
-        pieces = BertWordPiece.from_file(path)
-        tokenizer = cls.__new__(cls)
-        tokenizer._pieces, tokenizer.vocab, tokenizer.source = pieces, pieces.vocab, pieces.source
-        return tokenizer
-
-    def tokenize(self, text: str) -> list[str]:
-        pieces: list[str] = []
-        for chunk in self._split.split(text):
-            if chunk in _SPECIALS:
-                pieces.append(chunk)
-            elif chunk:
-                pieces.extend(piece for token in self._pieces.basic(chunk.lower())
-                              for piece in self._pieces.wordpiece(token))
-        return pieces
-
-    def encode(self, texts: Sequence[str], max_words: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[CLS]`` + pieces, cut to ``max_words``, padded with ``[PAD]`` (``padding="max_length"``)."""
-        pad = self.vocab.get("[PAD]", 0)
-        ids = torch.full((len(texts), max_words), pad, dtype=torch.long)
-        mask = torch.zeros(len(texts), max_words, dtype=torch.long)
-        unk = self.vocab["[UNK]"]
-        for row, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise InputError(f"{FAMILY}: captions must be strings, got {type(text).__name__}", field="--model")
-            tokens = ["[CLS]", *self.tokenize(text)][:max_words]
-            ids[row, : len(tokens)] = torch.tensor([self.vocab.get(t, unk) for t in tokens])
-            mask[row, : len(tokens)] = 1
-        return ids, mask
+    split out first, the rest basic + WordPiece; ``[CLS]`` and no ``[SEP]`` (`ClsOnlyWordPiece`)."""
 
 
 # ------------------------------------------------------------------------------------------------

@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -66,9 +65,9 @@ from ..cards import NEEDS_USER_WEIGHTS, ModelCard, WeightTag
 from ..core.base import TorchAdapter, positive_int, require_checkpoint
 from ..core.checkpoints import file_sha256, load_strict, read_checkpoint, require_keys, unwrap_state_dict
 from ..core.shapes import captions_per_clip, count_blocks, heads_for, require_clips, require_shapes
+from ..core.wordpiece import BERT_VOCAB_URL, ClsOnlyWordPiece
 from ..protocols import DUAL_ENCODER, PAIR_SCORER
 from ..registry import register_model
-from .univl import BERT_VOCAB_URL, BertWordPiece
 
 __all__ = ["SingularityDimensions", "SingularityNet", "SingularityTokenizer", "SingularityITC", "SingularityITM",
            "singularity_temporal", "singularity_frame_spec", "load_singularity_net", "CARD"]
@@ -78,7 +77,6 @@ MAX_TXT_L = 32
 FRAMES = 4
 _MASKED = -10000.0
 _EPS = 1e-12
-_SPECIALS = ("[UNK]", "[SEP]", "[PAD]", "[CLS]", "[MASK]")
 _RELEASE = "https://nlp.cs.unc.edu/data/jielei/singularity/release/ckpts"
 _SKIPPED = ("text_encoder.cls.", "text_encoder.pooler.")
 _REBUILT = ("relative_position_index", "position_ids")  # buffers the file carries and this port computes
@@ -475,35 +473,9 @@ class SingularityNet(nn.Module):
 # Tokenizer
 
 
-class SingularityTokenizer(BertWordPiece):
+class SingularityTokenizer(ClsOnlyWordPiece):
     """``models/tokenization_bert.BertTokenizer`` under transformers 4.15: special tokens split out
-    first (exact, case-sensitive, also inside words), the rest basic + WordPiece; ``[CLS]`` and no
-    ``[SEP]``."""
-
-    _split = re.compile("(" + "|".join(re.escape(token) for token in _SPECIALS) + ")")
-
-    def tokenize(self, text: str) -> list[str]:
-        pieces: list[str] = []
-        for chunk in self._split.split(text):
-            if chunk in _SPECIALS:
-                pieces.append(chunk)
-            elif chunk:
-                pieces.extend(piece for token in self.basic(chunk.lower()) for piece in self.wordpiece(token))
-        return pieces
-
-    def encode(self, texts: Sequence[str], max_words: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[CLS]`` + pieces cut to ``max_words - 1``, padded with ``[PAD]`` to ``max_words``."""
-        pad = self.vocab.get("[PAD]", 0)
-        ids = torch.full((len(texts), max_words), pad, dtype=torch.long)
-        mask = torch.zeros(len(texts), max_words, dtype=torch.long)
-        unk = self.vocab["[UNK]"]
-        for row, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise InputError(f"{FAMILY}: captions must be strings, got {type(text).__name__}", field="--model")
-            tokens = ["[CLS]", *self.tokenize(text)][:max_words]
-            ids[row, : len(tokens)] = torch.tensor([self.vocab.get(t, unk) for t in tokens])
-            mask[row, : len(tokens)] = 1
-        return ids, mask
+    first, the rest basic + WordPiece; ``[CLS]`` and no ``[SEP]`` (`ClsOnlyWordPiece`)."""
 
 
 # ------------------------------------------------------------------------------------------------

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import math
 import os
-import unicodedata
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -60,6 +59,7 @@ from instract_eval.media import FrameSpec
 from ..cards import SUPPORTED, ModelCard, WeightTag
 from ..core.base import TorchAdapter, positive_int, require_checkpoint
 from ..core.checkpoints import file_sha256, load_strict, read_checkpoint, require_keys, unwrap_state_dict
+from ..core.wordpiece import BERT_VOCAB_URL, BertWordPiece
 from ..core.shapes import captions_per_clip, count_blocks, heads_for, require_clips, require_shapes
 from ..protocols import DUAL_ENCODER, PAIR_SCORER
 from ..registry import register_model
@@ -74,9 +74,7 @@ FEATURE_FPS = 16  # VideoFeatureExtractor's FRAMERATE_DICT['s3dg']: one feature 
 MAX_WORDS = 48
 MAX_FRAMES = 48
 _MASKED = -10000.0
-_NEVER_SPLIT = ("[UNK]", "[SEP]", "[PAD]", "[CLS]", "[MASK]")
 _RELEASE = "https://github.com/microsoft/UniVL/releases/download/v0/univl.pretrained.bin"
-BERT_VOCAB_URL = "https://huggingface.co/google-bert/bert-base-uncased/resolve/main/vocab.txt"
 _SKIPPED = ("decoder.", "cls.", "cls_visual.", "bert.pooler.", "visual.pooler.")
 _SIGNATURE_KEYS = ("bert.embeddings.word_embeddings.weight", "visual.embeddings.word_embeddings.weight",
                    "normalize_video.visual_norm2d.weight")
@@ -346,120 +344,6 @@ class UniVLNet(nn.Module):
         mask = torch.cat([text_mask, visual_mask], dim=1)
         types = torch.cat([torch.zeros_like(text_mask), torch.ones_like(visual_mask)], dim=1).long()
         return self.similarity_dense(self.cross(tokens, types, mask)).squeeze(-1)
-
-
-# ------------------------------------------------------------------------------------------------
-# Tokenizer
-
-
-def _is_whitespace(char: str) -> bool:
-    return char in " \t\n\r" or unicodedata.category(char) == "Zs"
-
-
-def _is_control(char: str) -> bool:
-    return char not in "\t\n\r" and unicodedata.category(char).startswith("C")
-
-
-def _is_punctuation(char: str) -> bool:
-    cp = ord(char)
-    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
-        return True
-    return unicodedata.category(char).startswith("P")
-
-
-def _is_cjk(cp: int) -> bool:
-    return any(low <= cp <= high for low, high in (
-        (0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
-        (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F)))
-
-
-class BertWordPiece:
-    """The original BERT tokenizer (UniVL's ``modules/tokenization.py``): basic tokenization, then
-    greedy longest-match WordPiece; pieces not in the vocabulary become ``[UNK]``."""
-
-    def __init__(self, vocabulary: Sequence[str], *, source: str | os.PathLike = ""):
-        self.vocab: dict[str, int] = {}
-        for index, token in enumerate(vocabulary):
-            self.vocab[token] = index  # a repeated token keeps its last index, as load_vocab does
-        self.source = str(source)
-        for special in ("[UNK]", "[CLS]", "[SEP]"):
-            if special not in self.vocab:
-                raise InputError(f"vocabulary has no {special} token (not a BERT vocab.txt)", path=source,
-                                 field="vocab")
-
-    @classmethod
-    def from_file(cls, path: str | os.PathLike) -> BertWordPiece:
-        source = Path(path)
-        if not source.is_file():
-            raise InputError("vocabulary not found" if not source.exists() else "vocabulary is not a file",
-                             path=source, field="vocab")
-        try:
-            text = source.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise InputError(f"vocabulary is not a UTF-8 text file ({error})", path=source, field="vocab") from None
-        lines = text.split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
-        return cls([line.strip() for line in lines], source=source)
-
-    def basic(self, text: str) -> list[str]:
-        cleaned = []
-        for char in text:
-            if ord(char) in (0, 0xFFFD) or _is_control(char):
-                continue
-            cleaned.append(" " if _is_whitespace(char) else f" {char} " if _is_cjk(ord(char)) else char)
-        pieces: list[str] = []
-        for token in "".join(cleaned).split():
-            if token in _NEVER_SPLIT:
-                pieces.append(token)
-                continue
-            token = "".join(c for c in unicodedata.normalize("NFD", token.lower())
-                            if unicodedata.category(c) != "Mn")
-            word = ""
-            for char in token:
-                if _is_punctuation(char):
-                    if word:
-                        pieces.append(word)
-                    pieces.append(char)
-                    word = ""
-                else:
-                    word += char
-            if word:
-                pieces.append(word)
-        return [piece for piece in " ".join(pieces).split()]
-
-    def wordpiece(self, token: str) -> list[str]:
-        if len(token) > 100:
-            return ["[UNK]"]
-        pieces, start = [], 0
-        while start < len(token):
-            end = len(token)
-            while start < end:
-                piece = token[start:end] if start == 0 else "##" + token[start:end]
-                if piece in self.vocab:
-                    break
-                end -= 1
-            else:
-                return ["[UNK]"]
-            pieces.append(piece)
-            start = end
-        return pieces
-
-    def tokenize(self, text: str) -> list[str]:
-        return [piece for token in self.basic(text) for piece in self.wordpiece(token)]
-
-    def encode(self, texts: Sequence[str], max_words: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The retrieval loader's framing: ``[CLS]`` + pieces cut to ``max_words - 2`` + ``[SEP]``, zero-padded."""
-        ids = torch.zeros(len(texts), max_words, dtype=torch.long)
-        mask = torch.zeros(len(texts), max_words, dtype=torch.long)
-        for row, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise InputError(f"{FAMILY}: captions must be strings, got {type(text).__name__}", field="--model")
-            tokens = ["[CLS]", *self.tokenize(text)][: max_words - 1] + ["[SEP]"]
-            unk = self.vocab["[UNK]"]
-            ids[row, : len(tokens)] = torch.tensor([self.vocab.get(t, unk) for t in tokens])
-            mask[row, : len(tokens)] = 1
-        return ids, mask
 
 
 # ------------------------------------------------------------------------------------------------
