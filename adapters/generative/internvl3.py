@@ -128,7 +128,7 @@ class InternVL3Adapter(GenerativeVLM):
                                                           "context_image_token"))
         return "\n".join(f"Frame{i + 1}: {start}{context * self.tokens_per_frame}{end}" for i in range(frames))
 
-    def prompt_inputs(self, clip: torch.Tensor, question: str) -> dict[str, torch.Tensor]:
+    def prompt_inputs(self, clip: torch.Tensor, question: str, fps: float | None = None) -> dict[str, torch.Tensor]:
         text = self.tokenizer.apply_chat_template(
             [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}],
             chat_template=self.chat_template, tokenize=False, add_generation_prompt=True)

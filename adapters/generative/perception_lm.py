@@ -278,7 +278,7 @@ class PerceptionLMAdapter(GenerativeVLM):
         self.video_token_id = int(net.config.video_token_id)
         self.video_token = tokenizer.convert_ids_to_tokens(self.video_token_id)
 
-    def prompt_inputs(self, clip: torch.Tensor, question: str) -> dict[str, torch.Tensor]:
+    def prompt_inputs(self, clip: torch.Tensor, question: str, fps: float | None = None) -> dict[str, torch.Tensor]:
         text = self.tokenizer.apply_chat_template(
             [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}],
             chat_template=self.chat_template, tokenize=False, add_generation_prompt=True)

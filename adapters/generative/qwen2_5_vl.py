@@ -16,9 +16,10 @@ What this adapter does as Qwen's processor does (``Qwen2_5_VLProcessor`` with
 - prompt: the checkpoint's own chat template with one user message ``[video, text]``; its
   ``<|video_pad|>`` is expanded to ``grid_t * grid_h * grid_w / merge²`` video tokens, and
   ``mm_token_type_ids`` (2 on video tokens) is passed so the model builds its 3-D rotary positions;
-- time: ``second_per_grid_ts = temporal_patch_size / video_fps``. A pair scorer receives frames
-  without their timestamps, so ``video_fps`` is an argument: 2 by default, the rate qwen-vl-utils
-  samples at.
+- time: ``second_per_grid_ts = temporal_patch_size / fps``. As a localizer the frames span the
+  whole video, so ``fps`` is their real rate (frames / duration) and the answer's seconds are the
+  video's; a pair scorer receives frames without their timestamps, so there ``video_fps`` (an
+  argument: 2 by default, the rate qwen-vl-utils samples at) stands in.
 
 Harness choices, stated: frames are square (short side resized to ``size``, centre crop) so clips
 of different videos batch together; Qwen's processor keeps the aspect ratio within a pixel
@@ -146,7 +147,7 @@ class Qwen25VLAdapter(GenerativeVLM):
                              f"is {self.video_token_id} (a tokenizer of another model?)", path=self.checkpoint,
                              field=_FIELD)
 
-    def prompt_inputs(self, clip: torch.Tensor, question: str) -> dict[str, torch.Tensor]:
+    def prompt_inputs(self, clip: torch.Tensor, question: str, fps: float | None = None) -> dict[str, torch.Tensor]:
         pixels, grid = qwen_video_patches(clip.float(), self.patch_size, self.merge_size, self.temporal_patch_size)
         tokens = int(grid.prod()) // (self.merge_size ** 2)
         text = self.tokenizer.apply_chat_template(
@@ -161,7 +162,8 @@ class Qwen25VLAdapter(GenerativeVLM):
         return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids),
                 "mm_token_type_ids": (input_ids == self.video_token_id).long() * _VIDEO_TYPE,
                 "pixel_values_videos": pixels.to(self.device), "video_grid_thw": grid.to(self.device),
-                "second_per_grid_ts": torch.tensor([self.temporal_patch_size / self.video_fps], device=self.device)}
+                "second_per_grid_ts": torch.tensor([self.temporal_patch_size / (fps or self.video_fps)],
+                                                   device=self.device)}
 
     def continuation_inputs(self, inputs: dict[str, torch.Tensor], ids: torch.Tensor,
                             attention: torch.Tensor) -> dict[str, torch.Tensor]:

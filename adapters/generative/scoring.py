@@ -32,10 +32,12 @@ scorer result by the engines.
 
 API for a family (small on purpose; subclass `GenerativeVLM`):
 
-``prompt_inputs(self, clip, question) -> dict[str, Tensor]``  (required)
+``prompt_inputs(self, clip, question, fps=None) -> dict[str, Tensor]``  (required)
     The model inputs (a batch of one) of the user turn holding ``clip`` (``[T, 3, H, W]``, already
     prepared by the frame spec) and the text ``question``, up to and including the generation
     prompt of the assistant turn: ``input_ids``, ``attention_mask`` and the family's pixel inputs.
+    ``fps`` is the rate the frames were taken at when it is known (a localizer spreads its frames
+    over the whole video); a family whose time positions depend on it uses it.
 ``repeat_inputs(self, inputs, n) -> dict``  (optional)
     The same inputs for a batch of ``n`` copies (default: every tensor concatenated ``n`` times
     along its first dimension, which fits the flattened pixel inputs of Qwen2.5-VL and InternVL
@@ -82,8 +84,8 @@ PROTOCOLS = ("likelihood", "letter")
 NORMALISATIONS = ("mean", "sum")
 DEFAULT_PROMPT = "Describe what happens in the video in one sentence."
 DEFAULT_LETTER_PROMPT = "Which option describes the video?"
-DEFAULT_LOCALIZE_PROMPT = ("When does the action \"{label}\" happen in the video?{description} "
-                           "Answer with its start and end times in seconds, as: from S to E.")
+DEFAULT_LOCALIZE_PROMPT = ("The video is {duration:.1f} seconds long. When does the action \"{label}\" happen in "
+                           "the video?{description} Answer with its start and end times in seconds, as: from S to E.")
 _LETTER_SUFFIX = "Answer with the option's letter from the given choices directly."
 _ARGS = "--model-args"
 
@@ -144,7 +146,7 @@ class GenerativeVLM(TorchAdapter):
 
     # -- hooks ------------------------------------------------------------------------------------
 
-    def prompt_inputs(self, clip: torch.Tensor, question: str) -> dict[str, torch.Tensor]:
+    def prompt_inputs(self, clip: torch.Tensor, question: str, fps: float | None = None) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
     def repeat_inputs(self, inputs: Mapping[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
@@ -254,9 +256,10 @@ class GenerativeVLM(TorchAdapter):
 
     # -- answering and localizing -----------------------------------------------------------------
 
-    def answer(self, clip: torch.Tensor, question: str) -> str:
-        """The greedy answer (at most ``max_new_tokens``) to ``question`` about ``clip`` ``[T, 3, H, W]``."""
-        inputs = self.prompt_inputs(clip.to(self.device), question)
+    def answer(self, clip: torch.Tensor, question: str, fps: float | None = None) -> str:
+        """The greedy answer (at most ``max_new_tokens``) to ``question`` about ``clip`` ``[T, 3, H, W]``
+        taken at ``fps`` frames a second when known."""
+        inputs = self.prompt_inputs(clip.to(self.device), question, fps)
         prefix = inputs["input_ids"].shape[1]
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         with torch.no_grad():
@@ -264,10 +267,11 @@ class GenerativeVLM(TorchAdapter):
                                        temperature=None, top_p=None, top_k=None, pad_token_id=pad)
         return self.tokenizer.decode(output[0, prefix:], skip_special_tokens=True).strip()
 
-    def localize_question(self, label: str, description: str | None) -> str:
-        """The question asked for one class (its description added when the task has one)."""
+    def localize_question(self, label: str, description: str | None, duration: float = 0.0) -> str:
+        """The question asked for one class (its description added when the task has one, the
+        video's duration so that an answer in seconds can be right)."""
         extra = f" It is described as: {description}" if description else ""
-        return self.localize_prompt.format(label=label, description=extra)
+        return self.localize_prompt.format(label=label, description=extra, duration=duration)
 
     def localize(self, video: str, classes: Sequence[str],
                  descriptions: Mapping[str, str] | None) -> list[Segment]:
@@ -278,10 +282,11 @@ class GenerativeVLM(TorchAdapter):
         decoded = decode_clip_frames(ClipRequest(path=os.fspath(video)), self.spec)
         clip = apply_frame_spec(decoded.frames, self.spec)[0]
         duration = float(decoded.plan.duration)
+        fps = clip.shape[0] / duration if duration > 0 else None  # the frames span the whole video
         segments: list[Segment] = []
         for label in classes:
             description = descriptions.get(label) if descriptions else None
-            text = self.answer(clip, self.localize_question(label, description))
+            text = self.answer(clip, self.localize_question(label, description, duration), fps)
             parsed = parse_segments(text, duration, relative=self.relative_timestamps, scale=self.timestamp_scale)
             self.answer_log.append({"video": os.fspath(video), "class": label, "answer": text,
                                     "parsed": parsed is not None, "segments": [list(s) for s in parsed or []]})

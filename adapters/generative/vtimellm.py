@@ -362,12 +362,13 @@ class VTimeLLM(GenerativeVLM):
         input_ids = torch.tensor([expanded], dtype=torch.long, device=self.device)
         return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "features": features}
 
-    def prompt_inputs(self, clip: torch.Tensor, question: str) -> dict[str, torch.Tensor]:
+    def prompt_inputs(self, clip: torch.Tensor, question: str, fps: float | None = None) -> dict[str, torch.Tensor]:
         return self.inputs_for_features(self.video_features(clip), question)
 
     # -- localizing
 
-    def localize_question(self, label: str, description: str | None) -> str:
+    def localize_question(self, label: str, description: str | None, duration: float = 0.0) -> str:
+        # VTimeLLM answers in positions 0-99 of the video, so its question states no duration.
         return grounding_question(description or label)
 
     def answer_features(self, features: torch.Tensor, question: str) -> str:

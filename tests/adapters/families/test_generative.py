@@ -31,7 +31,7 @@ class PixelTokens(GenerativeVLM):
 
     name = "pixel-tokens"
 
-    def prompt_inputs(self, clip, question):
+    def prompt_inputs(self, clip, question, fps=None):
         frames = ((clip.mean(dim=(1, 2, 3)) * 37).long().abs() % 200 + 20).tolist()
         text = self.tokenizer.apply_chat_template(
             [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}],
@@ -171,7 +171,13 @@ def test_localize_keeps_and_counts_unparsable_answers(monkeypatch, tmp_path):
 
     model = _model()
     answers = iter(["from 1 to 2.5 seconds", "I do not know.", "0:01 - 0:03 and 4-5s"])
-    monkeypatch.setattr(model, "answer", lambda clip, question: next(answers))
+    asked = []
+
+    def answer(clip, question, fps):
+        asked.append((question, fps))
+        return next(answers)
+
+    monkeypatch.setattr(model, "answer", answer)
 
     class Plan:
         duration = 6.0
@@ -188,6 +194,9 @@ def test_localize_keeps_and_counts_unparsable_answers(monkeypatch, tmp_path):
     assert model.answer_counts() == {"answers": 3, "parsed": 2, "unparsable": 1}
     assert [entry["answer"] for entry in model.answer_log][1] == "I do not know."
     assert 'It is described as: cutting with a knife' in model.localize_question("cut", "cutting with a knife")
+    # The frames span the whole 6 s video: the model is told its length and the frames' real rate.
+    assert all(question.startswith("The video is 6.0 seconds long.") for question, _ in asked)
+    assert [fps for _, fps in asked] == [4 / 6.0] * 3
 
 
 def test_the_localization_engine_counts_parsed_and_unparsable_answers(world, monkeypatch):
@@ -199,7 +208,7 @@ def test_the_localization_engine_counts_parsed_and_unparsable_answers(world, mon
     task = localization_task(spec, require_data(spec, environ={}))
     model = _model(max_new_tokens=4)
     first = task.class_names[0]
-    monkeypatch.setattr(model, "answer", lambda clip, question: "from 0.5 to 1.5 seconds"
+    monkeypatch.setattr(model, "answer", lambda clip, question, fps: "from 0.5 to 1.5 seconds"
                         if f'"{first}"' in question else "no idea")
     result = evaluate_localization(Encoder(model), task, limit=2)
     classes = len(task.class_names)

@@ -95,6 +95,10 @@ def test_prompt_is_the_chat_template_with_the_video_tokens():
     assert inputs["video_grid_thw"].tolist() == [[2, 4, 4]]
     assert torch.equal(inputs["mm_token_type_ids"] == 2, inputs["input_ids"] == model.video_token_id)
     assert inputs["second_per_grid_ts"].tolist() == [1.0]  # temporal_patch_size 2 / video_fps 2
+    # As a localizer the frames span the whole video: its time positions follow their real rate
+    # (4 frames over 120 s), or its answers in seconds would be those of an 8 s video.
+    spread = model.prompt_inputs(_clips(1)[0], "When?", 4 / 120.0)
+    assert spread["second_per_grid_ts"].tolist() == [60.0]
 
 
 def test_patch_layout_is_the_processors():
