@@ -60,7 +60,7 @@ from instract_eval.media import CLIP_MEAN, CLIP_STD, FrameSpec
 
 from ..cards import NEEDS_USER_WEIGHTS, ModelCard, WeightTag
 from ..core.base import positive_int, require_checkpoint
-from ..core.checkpoints import read_checkpoint, unwrap_state_dict
+from ..core.checkpoints import file_sha256, read_checkpoint, unwrap_state_dict
 from ..core.clip_net import ClipNet
 from ..core.hf import hf_model_directory, hf_tokenizer, load_hf_pretrained, read_hf_config, transformers_class
 from ..protocols import LOCALIZER, PAIR_SCORER, Segment
@@ -451,6 +451,14 @@ CARD = ModelCard(
 )
 
 
+def _part_identity(part: Path, folder: Path) -> str:
+    """A part of the model as the cache key sees it: its place in the checkpoint folder, or, for a
+    part from outside it, the SHA-256 of its contents."""
+    if part.resolve().is_relative_to(Path(folder).resolve()):
+        return part.resolve().relative_to(Path(folder).resolve()).as_posix()
+    return file_sha256(part)
+
+
 @register_model(FAMILY, card=CARD)
 def vtimellm(checkpoint: str | os.PathLike | None = None, clip: str | os.PathLike | None = None,
              base: str | os.PathLike | None = None, stage1: str | os.PathLike | None = None,
@@ -476,7 +484,11 @@ def vtimellm(checkpoint: str | os.PathLike | None = None, clip: str | os.PathLik
     net, tokenizer, paths = load_vtimellm_net(path, clip=clip, base=base, stage1=stage1, stage2=stage2,
                                               stage3=stage3, stages=stages)
     net.to(_DTYPES[dtype])
-    settings = ";".join(f"{key}={value}" for key, value in paths.items()) + f";dtype={dtype}"
+    # The checkpoint folder's hash covers the parts inside it; a part given from elsewhere
+    # (clip=, base=, stage*=) joins the cache key by its own hash, so another file never reads
+    # what this one cached.
+    settings = ";".join(f"{key}={_part_identity(Path(value), path)}" for key, value in paths.items())
+    settings += f";dtype={dtype}"
     return VTimeLLM(net, tokenizer, spec=vtimellm_frame_spec(frames, size), checkpoint=path,
                     answer_parse=answer_parse, max_new_tokens=max_new_tokens, protocol=protocol,
                     normalisation=normalisation, reuse_prefix=reuse_prefix, prompt=prompt,

@@ -51,9 +51,9 @@ from torch import nn
 from instract_eval.errors import InputError
 from instract_eval.media import FrameSpec
 
-from ..cards import SUPPORTED, ModelCard, WeightTag
+from ..cards import NEEDS_USER_WEIGHTS, ModelCard, WeightTag
 from ..core.base import TorchAdapter, require_checkpoint
-from ..core.checkpoints import Checkpoint, load_strict, read_checkpoint, require_keys, unwrap_state_dict
+from ..core.checkpoints import Checkpoint, file_sha256, load_strict, read_checkpoint, require_keys, unwrap_state_dict
 from ..core.clip_net import OPENAI_SCALARS, LayerNorm32, TextTower
 from ..core.shapes import (count_blocks, frame_count, heads_for, optional_positive, require_clips, require_shapes,
                            square_grid)
@@ -352,7 +352,8 @@ CARD = ModelCard(
     paper="Zhong, Yu, Bai, Li, Yan, Li. Learning Procedure-aware Video Representation from Instructional Videos and "
           "Their Narrations. CVPR 2023. arXiv:2303.17839",
     citation="zhong2023procedurevrl",
-    status=SUPPORTED,
+    status=NEEDS_USER_WEIGHTS,
+    status_reason="the checkpoint is published only in a Google Drive folder (a browser download)",
     checkpoint_formats=("PySlowFast checkpoint (.pyth: {'epoch', 'model_state': {'model.…'}, 'optimizer_state', "
                         "'cfg': YAML})", "plain state dict with the official key names", "safetensors"),
     code_version="1",
@@ -382,4 +383,5 @@ def procvlr(checkpoint: str | os.PathLike | None = None, clip_checkpoint: str | 
     spec = procvlr_frame_spec(count or dims.checkpoint_frames, dims.image_size)
     temperature = _temperature(payload, path)
     return ProcVLR(vision, text, temperature=temperature, prompts=prompts, spec=spec, checkpoint=path,
-                   settings=f"heads={dims.heads}/{dims.text_heads} temp={temperature:g} prompts={len(PROMPTS) if prompts else 1}")
+                   settings=f"heads={dims.heads}/{dims.text_heads} temp={temperature:g} prompts={len(PROMPTS) if prompts else 1}"
+                            + (f" clip={file_sha256(clip_checkpoint)}" if clip_checkpoint is not None else ""))

@@ -47,6 +47,7 @@ from instract_eval.media import FrameSpec
 
 from ..cards import ModelCard, WeightTag
 from ..core.base import TorchAdapter, positive_int, require_checkpoint
+from ..core.checkpoints import file_sha256
 from ..core.hf import (hf_model_directory, hf_tokenizer, load_hf_pretrained, pooled_features, read_hf_config,
                        transformers_class)
 from ..protocols import DUAL_ENCODER
@@ -96,8 +97,12 @@ class VideoPrismAdapter(TorchAdapter):
 
     name = "videoprism"
 
-    def __init__(self, net: Any, tokenizer: Any, *, spec: FrameSpec, checkpoint: Path, interpolate: bool):
-        super().__init__(spec=spec, checkpoint=checkpoint, settings=f"frames={spec.num_frames}" if interpolate else "")
+    def __init__(self, net: Any, tokenizer: Any, *, spec: FrameSpec, checkpoint: Path, interpolate: bool,
+                 tokenizer_sha256: str | None = None):
+        # A tokenizer from outside the checkpoint directory joins the cache key by its hash.
+        settings = [f"frames={spec.num_frames}"] if interpolate else []
+        settings += [f"tokenizer={tokenizer_sha256}"] if tokenizer_sha256 else []
+        super().__init__(spec=spec, checkpoint=checkpoint, settings=";".join(settings))
         self.net = net
         self.tokenizer = tokenizer
         self.interpolate = interpolate
@@ -158,4 +163,5 @@ def videoprism(checkpoint: str | os.PathLike | None = None, frames: int | None =
     image_size = int(size[0] if isinstance(size, (list, tuple)) else size)
     wanted = num_frames if frames is None else positive_int("videoprism", "frames", frames)
     spec = videoprism_frame_spec(wanted, image_size, fixed=wanted == num_frames)
-    return VideoPrismAdapter(net, text_tokenizer, spec=spec, checkpoint=path, interpolate=wanted != num_frames)
+    return VideoPrismAdapter(net, text_tokenizer, spec=spec, checkpoint=path, interpolate=wanted != num_frames,
+                             tokenizer_sha256=None if tokenizer is None else file_sha256(source))

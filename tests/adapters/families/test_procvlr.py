@@ -142,6 +142,13 @@ def test_text_from_a_separate_clip_checkpoint(tmp_path, golden):
     model = create_model("procvlr", checkpoint=str(path), clip_checkpoint=str(tmp_path / "ViT-B-16.pt"), **HEADS)
     with torch.inference_mode():
         assert_matches(model.encode_text(golden.captions), golden.tensors["text_embeddings"], "text")
+    # Another CLIP file gives other text embeddings: it must not read what this one cached.
+    other = dict(clip_state, text_projection=clip_state["text_projection"] + 1.0)
+    (tmp_path / "other").mkdir()
+    torch.save(other, tmp_path / "other" / "ViT-B-16.pt")
+    changed = create_model("procvlr", checkpoint=str(path), clip_checkpoint=str(tmp_path / "other" / "ViT-B-16.pt"),
+                           **HEADS)
+    assert changed.weights_fingerprint() != model.weights_fingerprint()
     wide = dict(clip_state, text_projection=torch.zeros(8, 32))
     torch.save(wide, tmp_path / "ViT-L-14.pt")
     with pytest.raises(InputError, match=r"ViT-L-14.pt.*head to 16 dimensions.*projects to 32"):

@@ -114,6 +114,13 @@ def test_other_size_reads_every_dimension_from_its_config(tmp_path, checkpoint):
     with pytest.raises(InputError, match=r"vp: checkpoint: ships no tokenizer files"):
         create_model("videoprism", checkpoint=str(tmp_path / "vp"))
     model = create_model("videoprism", checkpoint=str(tmp_path / "vp"), tokenizer=str(checkpoint)).eval()
+    # The tokenizer given from outside the directory joins the cache key: another one reads its own.
+    import shutil
+    shutil.copytree(checkpoint, tmp_path / "tok")
+    vocab = next(p for p in sorted((tmp_path / "tok").iterdir()) if p.name.startswith("tokenizer"))
+    vocab.write_bytes(vocab.read_bytes() + b" ")
+    assert (create_model("videoprism", checkpoint=str(tmp_path / "vp"), tokenizer=str(tmp_path / "tok"))
+            .weights_fingerprint() != model.weights_fingerprint())
     spec = model.frame_spec()
     assert (spec.num_frames, spec.size) == (16, 48)
     clips = torch.rand(2, 16, 3, 48, 48)

@@ -235,3 +235,25 @@ def test_read_video_takes_the_frames_at_vtimellms_linspace_indices(world, models
     assert frames.shape == (100, 3, 32, 32) and duration == info.duration
     indices = (shown[0].source_times * info.average_fps).round().astype(int)
     assert indices.tolist() == video_frame_indices(info.num_frames).tolist()
+
+
+def test_a_part_given_from_outside_the_folder_joins_the_cache_key_by_its_contents(tmp_path):
+    """clip= (or base=, stage*=) from elsewhere: another file must not read what this one cached,
+    and the same file moved elsewhere keeps its key."""
+    import shutil
+
+    shutil.copy(MAIN / "clip" / "ViT-L-14.pt", tmp_path / "ViT-L-14.pt")
+    inside = create_model("vtimellm", checkpoint=str(MAIN), size=32)
+    outside = create_model("vtimellm", checkpoint=str(MAIN), size=32, clip=str(tmp_path / "ViT-L-14.pt"))
+    from instract_eval.adapters.core.checkpoints import read_checkpoint
+
+    state = read_checkpoint(MAIN / "clip" / "ViT-L-14.pt").state_dict
+    state["visual.proj"] = state["visual.proj"] + 1.0
+    (tmp_path / "other").mkdir()
+    torch.save(state, tmp_path / "other" / "ViT-L-14.pt")
+    other = create_model("vtimellm", checkpoint=str(MAIN), size=32, clip=str(tmp_path / "other" / "ViT-L-14.pt"))
+    assert other.weights_fingerprint() != outside.weights_fingerprint()
+    (tmp_path / "moved").mkdir()
+    shutil.copy(tmp_path / "ViT-L-14.pt", tmp_path / "moved" / "ViT-L-14.pt")
+    moved = create_model("vtimellm", checkpoint=str(MAIN), size=32, clip=str(tmp_path / "moved" / "ViT-L-14.pt"))
+    assert moved.weights_fingerprint() == outside.weights_fingerprint() != inside.weights_fingerprint()
