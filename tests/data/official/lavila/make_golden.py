@@ -275,7 +275,6 @@ def main() -> None:
     import numpy as np
     import torch
     import torch.nn as nn
-    import torch.nn.functional as F
     from safetensors.torch import save_file
 
     from lavila.models import loss as official_loss
