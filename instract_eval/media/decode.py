@@ -135,6 +135,9 @@ class VideoReader:
             duration = (self._container.duration - max(0, self._start_pts_us() - start)) / av.time_base
         if duration is None or not math.isfinite(duration) or duration <= 0:
             duration = self._duration_from_packets()
+            # Counting the packets of a raw stream rewinds it by reopening the container, which
+            # frees the stream object read above: touching it then reads freed memory (a segfault).
+            stream = self._stream
         rate = stream.average_rate or stream.guessed_rate
         width = stream.codec_context.width
         height = stream.codec_context.height

@@ -202,3 +202,17 @@ def test_read_last_frame_catches_a_file_cut_at_a_packet_boundary(tmp_path: Path)
     with pytest.raises(InputError, match="57 of the 60 frames") as caught:
         read_last_frame(path)
     assert caught.value.path == str(path)
+
+
+def test_a_raw_stream_is_probed_without_touching_freed_memory(tmp_path: Path) -> None:
+    """Probing a raw .h264 counts its packets, which reopens the container; the probe then read the
+    freed stream object, a segfault in most fresh processes. Ten opens in a fresh process."""
+    import subprocess
+    import sys
+
+    path = write_video(tmp_path / "clip.h264", num_frames=40, fps=10)
+    script = ("import sys\nfrom instract_eval.media.decode import VideoReader\n"
+              "for _ in range(10):\n    with VideoReader(sys.argv[1]) as reader:\n"
+              "        assert reader.info.num_frames == 40 or reader.info.duration > 0\n")
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
