@@ -24,6 +24,7 @@ import http.client
 import os
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,7 +34,7 @@ from instract_eval.errors import InputError
 
 from ..cards import ModelCard, WeightTag
 
-__all__ = ["OFFLINE_VARIABLES", "is_offline", "weights_cache_dir", "fetch_tag", "pretrained_arguments"]
+__all__ = ["OFFLINE_VARIABLES", "is_offline", "weights_cache_dir", "fetch_tag", "pretrained_arguments", "side_file"]
 
 OFFLINE_VARIABLES = ("INSTRACT_EVAL_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 _TIMEOUT_S = 30
@@ -152,3 +153,27 @@ def _describe(error: BaseException) -> str:
     """``Type: first line`` of an exception, for one error line (some carry no message at all)."""
     lines = str(error).strip().splitlines()
     return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+def side_file(family: str, value: str | os.PathLike | None, checkpoint: Path, *, name: str, argument: str,
+              what: str, url: str | None = None) -> Path:
+    """A file a model reads besides its checkpoint (a vocabulary, a word dictionary, a second
+    network): ``value`` as a path, or as a URL fetched once into the weights cache, else ``name``
+    beside the checkpoint. Each failure is one line saying what is missing and which argument
+    takes it (``url``, where it is published, is named when the file is not found)."""
+    if value is None:
+        beside = checkpoint.parent / name
+        if not beside.is_file():
+            where = f" (published at {url})" if url else ""
+            raise InputError(f"{family} needs {what}: no {name} beside the checkpoint; pass {argument}=PATH{where}",
+                             path=checkpoint.parent, field=argument)
+        return beside
+    text = os.fspath(value)
+    if urllib.parse.urlparse(text).scheme not in ("http", "https"):
+        return Path(text)
+    try:
+        return fetch_tag(family, WeightTag(name=argument, source="url", url=text))
+    except InputError as error:
+        raise InputError(f"{family}: cannot fetch {what} {text} ({error.message}); download "
+                         f"{Path(urllib.parse.urlparse(text).path).name or name} and pass {argument}=PATH",
+                         field=argument) from None

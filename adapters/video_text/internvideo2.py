@@ -49,10 +49,8 @@ random checkpoints; ``tests/data/official/internvideo2/`` has the data and the s
 from __future__ import annotations
 
 import os
-import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -64,6 +62,7 @@ from instract_eval.media import IMAGENET_MEAN, IMAGENET_STD, FrameSpec
 from ..cards import NEEDS_USER_WEIGHTS, ModelCard, WeightTag
 from ..core.base import TorchAdapter, positive_int, require_checkpoint
 from ..core.checkpoints import file_sha256, load_strict, read_checkpoint, require_keys, unwrap_state_dict
+from ..core.hub import side_file
 from ..core.shapes import count_blocks, frame_count, require_clips, require_patch_count, require_shapes
 from ..core.wordpiece import ClsOnlyWordPiece
 from ..protocols import DUAL_ENCODER
@@ -632,27 +631,6 @@ CARD = ModelCard(
 )
 
 
-def _vocabulary(value: str | os.PathLike | None, checkpoint: Path) -> Path:
-    """The vocabulary: the path or URL given, else ``vocab.txt`` beside the checkpoint."""
-    if value is None:
-        beside = checkpoint.parent / "vocab.txt"
-        if not beside.is_file():
-            raise InputError(f"{FAMILY} needs the bert-large-uncased vocabulary: no vocab.txt beside the checkpoint; "
-                             f"pass vocab=PATH (published at {BERT_LARGE_VOCAB_URL})", path=checkpoint.parent,
-                             field="vocab")
-        return beside
-    text = os.fspath(value)
-    if urllib.parse.urlparse(text).scheme not in ("http", "https"):
-        return Path(text)
-    from ..core.hub import fetch_tag
-
-    try:
-        return fetch_tag(FAMILY, WeightTag(name="vocab", source="url", url=text))
-    except InputError as error:
-        raise InputError(f"{FAMILY}: cannot fetch the vocabulary {text} ({error.message}); download it and pass "
-                         "vocab=PATH", field="vocab") from None
-
-
 @register_model(FAMILY, card=CARD)
 def internvideo2(checkpoint: str | os.PathLike | None = None, vocab: str | os.PathLike | None = None,
                  frames: int | None = None, num_frames: int | None = None, max_words: int = MAX_TXT_L,
@@ -680,7 +658,8 @@ def internvideo2(checkpoint: str | os.PathLike | None = None, vocab: str | os.Pa
     if max_words > dims.text_positions:
         raise InputError(f"{FAMILY}: max_words={max_words} exceeds the {dims.text_positions} positions of the "
                          "checkpoint", field="--model-args")
-    vocab_path = _vocabulary(vocab, path)
+    vocab_path = side_file(FAMILY, vocab, path, name="vocab.txt", argument="vocab",
+                           what="the bert-large-uncased vocabulary", url=BERT_LARGE_VOCAB_URL)
     tokenizer = InternVideo2Tokenizer.from_file(vocab_path)
     frames_used = net.vision_encoder.frames
     spec = internvideo2_frame_spec(frames_used, dims.image_size)

@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import os
 import re
-import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +64,7 @@ from instract_eval.media import FrameSpec
 from ..cards import SUPPORTED, ModelCard, WeightTag
 from ..core.base import TorchAdapter, positive_int, require_checkpoint
 from ..core.checkpoints import file_sha256, load_strict, read_checkpoint, require_keys, unwrap_state_dict
+from ..core.hub import side_file
 from ..core.shapes import frame_count, require_clips, require_shapes
 from ..protocols import DUAL_ENCODER, FEATURE_EXTRACTOR
 from ..registry import register_model
@@ -441,32 +441,6 @@ def load_s3d_net(checkpoint: str | os.PathLike) -> S3DNet:
     return net.eval()
 
 
-def _is_url(value: str) -> bool:
-    return urllib.parse.urlparse(value).scheme in ("http", "https")
-
-
-def _dictionary_path(word_dict: str | os.PathLike | None, checkpoint: Path) -> Path:
-    """``word_dict`` (a path, or a URL fetched into the weights cache), else ``s3d_dict.npy`` beside the checkpoint."""
-    if word_dict is None:
-        beside = checkpoint.parent / DICT_NAME
-        if not beside.is_file():
-            raise InputError(f"{FAMILY} needs its word dictionary: no {DICT_NAME} beside the checkpoint; pass "
-                             f"word_dict=PATH (the published one is {DICT_URL})", path=checkpoint.parent,
-                             field="word_dict")
-        return beside
-    text = os.fspath(word_dict)
-    if not _is_url(text):
-        return Path(text)
-    from ..core.hub import fetch_tag
-
-    name = Path(urllib.parse.urlparse(text).path).name or DICT_NAME
-    try:
-        return fetch_tag(FAMILY, WeightTag(name="word-dict", source="url", url=text))
-    except InputError as error:
-        raise InputError(f"{FAMILY}: cannot fetch the word dictionary {text} ({error.message}); download {name} "
-                         "and pass word_dict=PATH", field="word_dict") from None
-
-
 _DESCRIPTION = "MIL-NCE S3D (HowTo100M): S3D-G video, word-bag text, raw dot product; mixed_5c features"
 
 CARD = ModelCard(
@@ -514,7 +488,8 @@ def milnce_s3d(checkpoint: str | os.PathLike | None = None, word_dict: str | os.
     if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < float(fps) < float("inf"):
         raise InputError(f"{FAMILY}: fps must be a positive number, got {fps!r}", field="--model-args")
     net = load_s3d_net(path)
-    dictionary_path = _dictionary_path(word_dict, path)
+    dictionary_path = side_file(FAMILY, word_dict, path, name=DICT_NAME, argument="word_dict",
+                                what="its word dictionary", url=DICT_URL)
     dictionary = read_word_dictionary(dictionary_path, max_words=max_words)
     spec = milnce_frame_spec(count, float(fps), size)
     settings = f"dict={file_sha256(dictionary_path)};max_words={max_words}"  # the dictionary changes outputs too

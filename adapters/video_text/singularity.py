@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import math
 import os
-import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +63,7 @@ from instract_eval.media import FrameSpec
 from ..cards import NEEDS_USER_WEIGHTS, ModelCard, WeightTag
 from ..core.base import TorchAdapter, positive_int, require_checkpoint
 from ..core.checkpoints import file_sha256, load_strict, read_checkpoint, require_keys, unwrap_state_dict
+from ..core.hub import side_file
 from ..core.shapes import captions_per_clip, count_blocks, heads_for, require_clips, require_shapes
 from ..core.wordpiece import BERT_VOCAB_URL, ClsOnlyWordPiece
 from ..protocols import DUAL_ENCODER, PAIR_SCORER
@@ -571,27 +571,6 @@ def load_singularity_net(checkpoint: str | os.PathLike, *, heads: int | None = N
     return net.eval()
 
 
-def _beside(value: str | os.PathLike | None, checkpoint: Path) -> Path:
-    """The vocabulary: the path or URL given, else ``vocab.txt`` beside the checkpoint."""
-    if value is None:
-        beside = checkpoint.parent / "vocab.txt"
-        if not beside.is_file():
-            raise InputError(f"{FAMILY} needs the bert-base-uncased vocabulary: no vocab.txt beside the checkpoint; "
-                             f"pass vocab=PATH (published at {BERT_VOCAB_URL})", path=checkpoint.parent,
-                             field="vocab")
-        return beside
-    text = os.fspath(value)
-    if urllib.parse.urlparse(text).scheme not in ("http", "https"):
-        return Path(text)
-    from ..core.hub import fetch_tag
-
-    try:
-        return fetch_tag(FAMILY, WeightTag(name="vocab", source="url", url=text))
-    except InputError as error:
-        raise InputError(f"{FAMILY}: cannot fetch the vocabulary {text} ({error.message}); download it and pass "
-                         "vocab=PATH", field="vocab") from None
-
-
 def _tag(name: str, archive: str, model: str, notes: str) -> WeightTag:
     return WeightTag(name=name, source="user", args={"vocab": BERT_VOCAB_URL},
                      where=f"{_RELEASE}/{archive} (a tar.gz of four .pth files: 1-frame and temporal, 5M and 17M); "
@@ -666,7 +645,8 @@ def singularity_temporal(checkpoint: str | os.PathLike | None = None, head: str 
     if max_words > dims.text_positions:
         raise InputError(f"{FAMILY}: max_words={max_words} exceeds the {dims.text_positions} positions of the "
                          "checkpoint", field="--model-args")
-    vocab_path = _beside(vocab, path)
+    vocab_path = side_file(FAMILY, vocab, path, name="vocab.txt", argument="vocab",
+                           what="the bert-base-uncased vocabulary", url=BERT_VOCAB_URL)
     tokenizer = SingularityTokenizer.from_file(vocab_path)
     add_embeddings = bool(dims.temporal_layers) if temporal_embed is None else temporal_embed
     spec = singularity_frame_spec(frames, dims.image_size)

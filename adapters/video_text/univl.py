@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import math
 import os
-import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +58,7 @@ from instract_eval.media import FrameSpec
 from ..cards import SUPPORTED, ModelCard, WeightTag
 from ..core.base import TorchAdapter, positive_int, require_checkpoint
 from ..core.checkpoints import file_sha256, load_strict, read_checkpoint, require_keys, unwrap_state_dict
+from ..core.hub import side_file
 from ..core.wordpiece import BERT_VOCAB_URL, BertWordPiece
 from ..core.shapes import captions_per_clip, count_blocks, heads_for, require_clips, require_shapes
 from ..protocols import DUAL_ENCODER, PAIR_SCORER
@@ -452,27 +452,6 @@ def load_univl_net(checkpoint: str | os.PathLike, *, heads: int | None = None) -
     return net.eval()
 
 
-def _beside(value: str | os.PathLike | None, checkpoint: Path, name: str, argument: str, what: str,
-            url: str | None = None) -> Path:
-    if value is None:
-        beside = checkpoint.parent / name
-        if not beside.is_file():
-            where = f" (published at {url})" if url else ""
-            raise InputError(f"{FAMILY} needs {what}: no {name} beside the checkpoint; pass {argument}=PATH{where}",
-                             path=checkpoint.parent, field=argument)
-        return beside
-    text = os.fspath(value)
-    if urllib.parse.urlparse(text).scheme not in ("http", "https"):
-        return Path(text)
-    from ..core.hub import fetch_tag
-
-    try:
-        return fetch_tag(FAMILY, WeightTag(name=argument, source="url", url=text))
-    except InputError as error:
-        raise InputError(f"{FAMILY}: cannot fetch {what} {text} ({error.message}); download it and pass "
-                         f"{argument}=PATH", field=argument) from None
-
-
 CARD = ModelCard(
     family=FAMILY,
     description="UniVL: BERT text, a transformer over MIL-NCE S3D features (1/s), alignment cosine or cross encoder",
@@ -539,13 +518,14 @@ def univl(checkpoint: str | os.PathLike | None = None, head: str = "align",
     if max_words < 2:
         raise InputError(f"{FAMILY}: max_words must leave room for [CLS] and [SEP], got {max_words}",
                          field="--model-args")
-    s3d_path = _beside(s3d_checkpoint, path, "s3d_howto100m.pth", "s3d_checkpoint", "MIL-NCE's S3D weights",
-                       S3D_URL)
+    s3d_path = side_file(FAMILY, s3d_checkpoint, path, name="s3d_howto100m.pth", argument="s3d_checkpoint",
+                         what="MIL-NCE's S3D weights", url=S3D_URL)
     s3d = load_s3d_net(s3d_path)
     if s3d.dims.features != dims.video_dim:
         raise InputError(f"S3D gives {s3d.dims.features}-d features but the UniVL checkpoint {path.name} takes "
                          f"{dims.video_dim}-d ones", path=s3d_path, field="s3d_checkpoint")
-    vocab_path = _beside(vocab, path, "vocab.txt", "vocab", "the bert-base-uncased vocabulary")
+    vocab_path = side_file(FAMILY, vocab, path, name="vocab.txt", argument="vocab",
+                           what="the bert-base-uncased vocabulary", url=BERT_VOCAB_URL)
     tokenizer = BertWordPiece.from_file(vocab_path)
     spec = univl_frame_spec(seconds, size)
     settings = (f"head={head};heads={dims.heads};s3d={file_sha256(s3d_path)};vocab={file_sha256(vocab_path)};"

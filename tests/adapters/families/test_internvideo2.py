@@ -283,5 +283,5 @@ def test_the_card_says_how_to_get_the_gated_weights(monkeypatch):
     monkeypatch.setenv("INSTRACT_EVAL_OFFLINE", "1")
     with pytest.raises(InputError, match=r"InternVideo2-Stage2_1B-224p-f4"):
         create_model("internvideo2", pretrained="s2-1b-224p-f4")
-    with pytest.raises(InputError, match=r"cannot fetch the vocabulary https://huggingface.co/.*pass vocab=PATH"):
+    with pytest.raises(InputError, match=r"cannot fetch the bert-large-uncased vocabulary https://huggingface.co/.*pass vocab=PATH"):
         create_model("internvideo2", checkpoint=str(MAIN), vocab=card.tag("s2-1b-224p-f4").args["vocab"], **MAIN_ARGS)

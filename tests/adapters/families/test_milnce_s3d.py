@@ -266,7 +266,7 @@ def test_published_tag_offline_gives_one_line(monkeypatch):
                                          r"https://www.rocq.inria.fr/cluster-willow/amiech/howto100m/"
                                          r"s3d_howto100m.pth"):
         create_model("milnce-s3d", pretrained="howto100m")
-    with pytest.raises(InputError, match=r"cannot fetch the word dictionary https://.*/s3d_dict.npy \(.*offline.*\); "
+    with pytest.raises(InputError, match=r"cannot fetch its word dictionary https://.*/s3d_dict.npy \(.*offline.*\); "
                                          r"download s3d_dict.npy and pass word_dict=PATH"):
         create_model("milnce-s3d", checkpoint=str(MAIN), word_dict="https://www.rocq.inria.fr/cluster-willow/amiech/"
                                                                     "howto100m/s3d_dict.npy")

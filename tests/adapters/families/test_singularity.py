@@ -248,7 +248,7 @@ def test_published_tags_say_where_to_get_the_files(monkeypatch):
     monkeypatch.setenv("INSTRACT_EVAL_OFFLINE", "1")
     with pytest.raises(InputError, match=r"nlp.cs.unc.edu/data/jielei/singularity/release/ckpts/pt.tar.gz"):
         create_model("singularity-temporal", pretrained="pt-17m")
-    with pytest.raises(InputError, match=r"cannot fetch the vocabulary https://huggingface.co/.*offline.*"
+    with pytest.raises(InputError, match=r"cannot fetch the bert-base-uncased vocabulary https://huggingface.co/.*offline.*"
                                          r"pass vocab=PATH"):
         create_model("singularity-temporal", checkpoint=str(PRETRAINED), heads=2,
                      vocab="https://huggingface.co/google-bert/bert-base-uncased/resolve/main/vocab.txt")
