@@ -46,7 +46,7 @@ from ..cards import ModelCard, WeightTag
 from ..core.base import positive_int, require_checkpoint
 from ..core.hf import (hf_model_directory, hf_tokenizer, load_hf_pretrained, preprocessor_config,
                        processor_interpolation, processor_triple, read_hf_config, transformers_class)
-from ..image_text.pe_core import rope_2d_angles
+from ..image_text.pe_core import rope_2d_angles, rotate_pairs
 from ..protocols import LOCALIZER, PAIR_SCORER
 from ..registry import register_model
 from .qwen2_5_vl import chat_template_of
@@ -73,12 +73,6 @@ def plm_frame_spec(size: int = 448, frames: int = 16, processor: dict[str, Any] 
                      interpolation=processor_interpolation(processor, "bicubic"))
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    pairs = x.unflatten(-1, (-1, 2))
-    turned = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)
-    return x * cos + turned * sin
-
-
 class _Attention(nn.Module):
     def __init__(self, width: int, heads: int):
         super().__init__()
@@ -89,7 +83,7 @@ class _Attention(nn.Module):
     def forward(self, x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
         q, k, v = self.qkv(x).unflatten(-1, (3, self.heads, -1)).permute(2, 0, 3, 1, 4)
         cos, sin = rope.cos(), rope.sin()
-        q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+        q, k = rotate_pairs(q, cos, sin), rotate_pairs(k, cos, sin)
         out = F.scaled_dot_product_attention(q, k, v)
         return self.proj(out.transpose(1, 2).flatten(2))
 

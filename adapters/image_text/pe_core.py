@@ -75,7 +75,7 @@ from ..core.tokenizers import openai_tokenize
 from ..protocols import DUAL_ENCODER
 from ..registry import register_model
 
-__all__ = ["PeCoreAdapter", "PeCoreNet", "PeDimensions", "pe_core", "pe_frame_spec", "rope_2d_angles",
+__all__ = ["PeCoreAdapter", "PeCoreNet", "PeDimensions", "pe_core", "pe_frame_spec", "rope_2d_angles", "rotate_pairs",
            "from_open_clip_layout", "POOLINGS"]
 
 FAMILY = "pe-core"
@@ -208,7 +208,7 @@ def rope_2d_angles(grid_h: int, grid_w: int, head_dim: int, class_token: bool,
     return angles
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+def rotate_pairs(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate interleaved channel pairs ``(x0, x1) -> (x0 cos - x1 sin, x1 cos + x0 sin)``."""
     pairs = x.float().unflatten(-1, (-1, 2))
     turned = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)
@@ -240,7 +240,7 @@ class Attention(nn.Module):
         q, k, v = self._split(q), self._split(k), self._split(v)
         if rope is not None:
             cos, sin = rope.cos(), rope.sin()
-            q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+            q, k = rotate_pairs(q, cos, sin), rotate_pairs(k, cos, sin)
         out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
         return self.out_proj(out.transpose(1, 2).flatten(2))
 
