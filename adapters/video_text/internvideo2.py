@@ -61,6 +61,7 @@ from instract_eval.media import IMAGENET_MEAN, IMAGENET_STD, FrameSpec
 
 from ..cards import NEEDS_USER_WEIGHTS, ModelCard, WeightTag
 from ..core.base import TorchAdapter, positive_int, require_checkpoint
+from ..core.bert import BertLayer, BertTextEmbeddings, additive_mask
 from ..core.checkpoints import file_sha256, load_strict, read_checkpoint, require_keys, unwrap_state_dict
 from ..core.hub import side_file
 from ..core.shapes import count_blocks, frame_count, require_clips, require_patch_count, require_shapes
@@ -76,8 +77,6 @@ FAMILY = "internvideo2"
 SCORE_SCALE = 100.0
 MAX_TXT_L = 40
 BERT_LARGE_VOCAB_URL = "https://huggingface.co/google-bert/bert-large-uncased/resolve/main/vocab.txt"
-_MASKED = -10000.0
-_BERT_EPS = 1e-12
 _RMS_EPS = 1e-6
 _POOL_EPS = 1e-5
 # Published vision widths -> (block heads, attention-pool heads): the 1B and 6B factories.
@@ -391,78 +390,11 @@ class InternVideo2Vision(nn.Module):
 # Text: BERT's layers below ``fusion_layer`` (transformers' BertModel names)
 
 
-class _Dense(nn.Module):
-    def __init__(self, width: int, out: int):
-        super().__init__()
-        self.dense = nn.Linear(width, out)
-
-
-class _DenseNorm(nn.Module):
-    def __init__(self, width: int, out: int):
-        super().__init__()
-        self.dense = nn.Linear(width, out)
-        self.LayerNorm = nn.LayerNorm(out, eps=_BERT_EPS)
-
-    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dense(x) + residual)
-
-
-class _SelfAttention(nn.Module):
-    def __init__(self, width: int):
-        super().__init__()
-        self.query = nn.Linear(width, width)
-        self.key = nn.Linear(width, width)
-        self.value = nn.Linear(width, width)
-
-
-class _BertAttention(nn.Module):
-    def __init__(self, width: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.self = _SelfAttention(width)
-        self.output = _DenseNorm(width, width)
-
-    def forward(self, x: torch.Tensor, additive: torch.Tensor) -> torch.Tensor:
-        batch, length, width = x.shape
-
-        def split(linear: nn.Linear) -> torch.Tensor:
-            return linear(x).view(batch, length, self.heads, -1).transpose(1, 2)
-
-        q, k, v = split(self.self.query), split(self.self.key), split(self.self.value)
-        scores = q @ k.transpose(-1, -2) / (q.shape[-1] ** 0.5) + additive
-        context = (scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(batch, length, width)
-        return self.output(context, x)
-
-
-class _BertLayer(nn.Module):
-    def __init__(self, dims: InternVideo2Dimensions):
-        super().__init__()
-        self.attention = _BertAttention(dims.text_width, dims.text_heads)
-        self.intermediate = _Dense(dims.text_width, dims.text_intermediate)
-        self.output = _DenseNorm(dims.text_intermediate, dims.text_width)
-
-    def forward(self, x: torch.Tensor, additive: torch.Tensor) -> torch.Tensor:
-        x = self.attention(x, additive)
-        return self.output(F.gelu(self.intermediate.dense(x)), x)
-
-
-class _TextEmbeddings(nn.Module):
-    def __init__(self, dims: InternVideo2Dimensions):
-        super().__init__()
-        self.word_embeddings = nn.Embedding(dims.vocab_size, dims.text_width)
-        self.position_embeddings = nn.Embedding(dims.text_positions, dims.text_width)
-        self.token_type_embeddings = nn.Embedding(dims.text_types, dims.text_width)
-        self.LayerNorm = nn.LayerNorm(dims.text_width, eps=_BERT_EPS)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        positions = self.position_embeddings.weight[: ids.shape[1]]
-        return self.LayerNorm(self.word_embeddings(ids) + self.token_type_embeddings.weight[0] + positions)
-
-
 class _TextLayers(nn.Module):
     def __init__(self, dims: InternVideo2Dimensions):
         super().__init__()
-        self.layer = nn.ModuleList([_BertLayer(dims) for _ in range(dims.fusion_layer)])
+        self.layer = nn.ModuleList([BertLayer(dims.text_width, dims.text_heads, dims.text_intermediate)
+                                    for _ in range(dims.fusion_layer)])
 
 
 class InternVideo2Text(nn.Module):
@@ -470,12 +402,13 @@ class InternVideo2Text(nn.Module):
 
     def __init__(self, dims: InternVideo2Dimensions):
         super().__init__()
-        self.embeddings = _TextEmbeddings(dims)
+        self.embeddings = BertTextEmbeddings(dims.vocab_size, dims.text_positions, dims.text_types,
+                                             dims.text_width)
         self.encoder = _TextLayers(dims)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = self.embeddings(ids)
-        additive = (1.0 - mask[:, None, None, :].to(x.dtype)) * _MASKED
+        additive = additive_mask(mask, x.dtype)
         for layer in self.encoder.layer:
             x = layer(x, additive)
         return x[:, 0]

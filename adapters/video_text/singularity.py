@@ -62,6 +62,7 @@ from instract_eval.media import FrameSpec
 
 from ..cards import NEEDS_USER_WEIGHTS, ModelCard, WeightTag
 from ..core.base import TorchAdapter, positive_int, require_checkpoint
+from ..core.bert import BertLayer, BertTextEmbeddings, Dense, additive_mask
 from ..core.checkpoints import file_sha256, load_strict, read_checkpoint, require_keys, unwrap_state_dict
 from ..core.hub import side_file
 from ..core.shapes import captions_per_clip, count_blocks, heads_for, require_clips, require_shapes
@@ -75,7 +76,6 @@ __all__ = ["SingularityDimensions", "SingularityNet", "SingularityTokenizer", "S
 FAMILY = "singularity-temporal"
 MAX_TXT_L = 32
 FRAMES = 4
-_MASKED = -10000.0
 _EPS = 1e-12
 _RELEASE = "https://nlp.cs.unc.edu/data/jielei/singularity/release/ckpts"
 _SKIPPED = ("text_encoder.cls.", "text_encoder.pooler.")
@@ -223,17 +223,11 @@ class _BeitSelfAttention(nn.Module):
         return (scores.softmax(dim=-1) @ v).permute(0, 2, 1, 3).reshape(batch, length, width)
 
 
-class _Dense(nn.Module):
-    def __init__(self, inputs: int, outputs: int):
-        super().__init__()
-        self.dense = nn.Linear(inputs, outputs)
-
-
 class _BeitAttention(nn.Module):
     def __init__(self, width: int, heads: int, grid: int):
         super().__init__()
         self.attention = _BeitSelfAttention(width, heads, grid)
-        self.output = _Dense(width, width)
+        self.output = Dense(width, width)
 
 
 class BeitLayer(nn.Module):
@@ -242,8 +236,8 @@ class BeitLayer(nn.Module):
     def __init__(self, width: int, heads: int, intermediate: int, grid: int):
         super().__init__()
         self.attention = _BeitAttention(width, heads, grid)
-        self.intermediate = _Dense(width, intermediate)
-        self.output = _Dense(intermediate, width)
+        self.intermediate = Dense(width, intermediate)
+        self.output = Dense(intermediate, width)
         self.layernorm_before = nn.LayerNorm(width, eps=_EPS)
         self.layernorm_after = nn.LayerNorm(width, eps=_EPS)
         self.lambda_1 = nn.Parameter(torch.ones(width))
@@ -303,81 +297,7 @@ class BeitEncoder(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------------
-# BERT (models/xbert.py's names): post-LN layers, cross-attention from ``fusion_layer`` on
-
-
-class _SelfAttention(nn.Module):
-    def __init__(self, width: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.query = nn.Linear(width, width)
-        self.key = nn.Linear(width, width)
-        self.value = nn.Linear(width, width)
-
-    def forward(self, x: torch.Tensor, context: torch.Tensor, additive_mask: torch.Tensor | None) -> torch.Tensor:
-        batch, length, width = x.shape
-        head_dim = width // self.heads
-
-        def split(t: torch.Tensor) -> torch.Tensor:
-            return t.view(batch, t.shape[1], self.heads, head_dim).permute(0, 2, 1, 3)
-
-        q, k, v = split(self.query(x)), split(self.key(context)), split(self.value(context))
-        scores = q @ k.transpose(-1, -2) / math.sqrt(head_dim)
-        if additive_mask is not None:
-            scores = scores + additive_mask
-        return (scores.softmax(dim=-1) @ v).permute(0, 2, 1, 3).reshape(batch, length, width)
-
-
-class _DenseNorm(nn.Module):
-    def __init__(self, inputs: int, width: int):
-        super().__init__()
-        self.dense = nn.Linear(inputs, width)
-        self.LayerNorm = nn.LayerNorm(width, eps=_EPS)
-
-    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dense(x) + residual)
-
-
-class _Attention(nn.Module):
-    def __init__(self, width: int, heads: int):
-        super().__init__()
-        self.self = _SelfAttention(width, heads)
-        self.output = _DenseNorm(width, width)
-
-    def forward(self, x: torch.Tensor, context: torch.Tensor, additive_mask: torch.Tensor | None) -> torch.Tensor:
-        return self.output(self.self(x, context, additive_mask), x)
-
-
-class BertLayer(nn.Module):
-    """Self-attention, cross-attention to the frames' tokens (fusion layers only), erf-GELU MLP."""
-
-    def __init__(self, width: int, heads: int, intermediate: int, cross: bool):
-        super().__init__()
-        self.attention = _Attention(width, heads)
-        if cross:
-            self.crossattention = _Attention(width, heads)
-        self.intermediate = _Dense(width, intermediate)
-        self.output = _DenseNorm(intermediate, width)
-
-    def forward(self, x: torch.Tensor, additive_mask: torch.Tensor | None,
-                frames: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.attention(x, x, additive_mask)
-        if frames is not None:
-            x = self.crossattention(x, frames, None)  # every frame token is attended (an all-ones mask)
-        return self.output(F.gelu(self.intermediate.dense(x)), x)
-
-
-class _TextEmbeddings(nn.Module):
-    def __init__(self, dims: SingularityDimensions):
-        super().__init__()
-        self.word_embeddings = nn.Embedding(dims.vocab_size, dims.width)
-        self.position_embeddings = nn.Embedding(dims.text_positions, dims.width)
-        self.token_type_embeddings = nn.Embedding(dims.text_types, dims.width)
-        self.LayerNorm = nn.LayerNorm(dims.width, eps=_EPS)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        positions = self.position_embeddings.weight[: ids.shape[1]]
-        return self.LayerNorm(self.word_embeddings(ids) + self.token_type_embeddings.weight[0] + positions)
+# BERT (models/xbert.py's names, the layers of adapters.core.bert): cross-attention from ``fusion_layer`` on
 
 
 class _Layers(nn.Module):
@@ -393,22 +313,18 @@ class TextEncoder(nn.Module):
     def __init__(self, dims: SingularityDimensions):
         super().__init__()
         self.fusion_layer = dims.fusion_layer
-        self.embeddings = _TextEmbeddings(dims)
+        self.embeddings = BertTextEmbeddings(dims.vocab_size, dims.text_positions, dims.text_types, dims.width)
         self.encoder = _Layers(dims, dims.text_layers, dims.text_intermediate, dims.fusion_layer)
-
-    @staticmethod
-    def additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        return (1.0 - mask[:, None, None, :].to(dtype)) * _MASKED
 
     def text(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = self.embeddings(ids)
-        additive = self.additive(mask, x.dtype)
+        additive = additive_mask(mask, x.dtype)
         for layer in self.encoder.layer[: self.fusion_layer]:
             x = layer(x, additive)
         return x
 
     def fusion(self, text: torch.Tensor, mask: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-        additive = self.additive(mask, text.dtype)
+        additive = additive_mask(mask, text.dtype)
         for layer in self.encoder.layer[self.fusion_layer:]:
             text = layer(text, additive, frames)
         return text

@@ -42,7 +42,6 @@ tiny random checkpoint; tests/data/official/univl/ has the data):
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -57,6 +56,7 @@ from instract_eval.media import FrameSpec
 
 from ..cards import SUPPORTED, ModelCard, WeightTag
 from ..core.base import TorchAdapter, positive_int, require_checkpoint
+from ..core.bert import BertLayer, Dense, additive_mask
 from ..core.checkpoints import file_sha256, load_strict, read_checkpoint, require_keys, unwrap_state_dict
 from ..core.hub import side_file
 from ..core.wordpiece import BERT_VOCAB_URL, BertWordPiece
@@ -73,7 +73,6 @@ FAMILY = "univl"
 FEATURE_FPS = 16  # VideoFeatureExtractor's FRAMERATE_DICT['s3dg']: one feature per 16 frames
 MAX_WORDS = 48
 MAX_FRAMES = 48
-_MASKED = -10000.0
 _RELEASE = "https://github.com/microsoft/UniVL/releases/download/v0/univl.pretrained.bin"
 _SKIPPED = ("decoder.", "cls.", "cls_visual.", "bert.pooler.", "visual.pooler.")
 _SIGNATURE_KEYS = ("bert.embeddings.word_embeddings.weight", "visual.embeddings.word_embeddings.weight",
@@ -163,70 +162,14 @@ class TFLayerNorm(nn.Module):
         return self.weight * ((x - mean) / torch.sqrt(variance + self.eps)) + self.bias
 
 
-class _SelfAttention(nn.Module):
-    def __init__(self, width: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.query = nn.Linear(width, width)
-        self.key = nn.Linear(width, width)
-        self.value = nn.Linear(width, width)
-
-    def forward(self, x: torch.Tensor, additive_mask: torch.Tensor) -> torch.Tensor:
-        batch, length, width = x.shape
-        head_dim = width // self.heads
-
-        def split(t: torch.Tensor) -> torch.Tensor:
-            return t.view(batch, length, self.heads, head_dim).permute(0, 2, 1, 3)
-
-        q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
-        scores = q @ k.transpose(-1, -2) / math.sqrt(head_dim) + additive_mask
-        return (scores.softmax(dim=-1) @ v).permute(0, 2, 1, 3).reshape(batch, length, width)
-
-
-class _DenseNorm(nn.Module):
-    def __init__(self, inputs: int, width: int):
-        super().__init__()
-        self.dense = nn.Linear(inputs, width)
-        self.LayerNorm = TFLayerNorm(width)
-
-    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dense(x) + residual)
-
-
-class _Attention(nn.Module):
-    def __init__(self, width: int, heads: int):
-        super().__init__()
-        self.self = _SelfAttention(width, heads)
-        self.output = _DenseNorm(width, width)
-
-
-class _Dense(nn.Module):
-    def __init__(self, inputs: int, outputs: int):
-        super().__init__()
-        self.dense = nn.Linear(inputs, outputs)
-
-
-class BertLayer(nn.Module):
-    """Post-LN BERT layer: attention + residual + LayerNorm, erf-GELU MLP + residual + LayerNorm."""
-
-    def __init__(self, width: int, heads: int, intermediate: int):
-        super().__init__()
-        self.attention = _Attention(width, heads)
-        self.intermediate = _Dense(width, intermediate)
-        self.output = _DenseNorm(intermediate, width)
-
-    def forward(self, x: torch.Tensor, additive_mask: torch.Tensor) -> torch.Tensor:
-        x = self.attention.output(self.attention.self(x, additive_mask), x)
-        return self.output(F.gelu(self.intermediate.dense(x)), x)
-
-
 class _Encoder(nn.Module):
     def __init__(self, width: int, heads: int, intermediate: int, layers: int):
         super().__init__()
-        self.layer = nn.ModuleList([BertLayer(width, heads, intermediate) for _ in range(layers)])
+        self.layer = nn.ModuleList([BertLayer(width, heads, intermediate, layer_norm=TFLayerNorm)
+                                    for _ in range(layers)])
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        additive = (1.0 - mask[:, None, None, :].to(x.dtype)) * _MASKED
+        additive = additive_mask(mask, x.dtype)
         for layer in self.layer:
             x = layer(x, additive)
         return x
@@ -293,7 +236,7 @@ class _CrossEncoder(nn.Module):
         super().__init__()
         self.embeddings = _CrossEmbeddings(dims)
         self.encoder = _Encoder(dims.hidden, dims.heads, dims.cross_intermediate, dims.cross_layers)
-        self.pooler = _Dense(dims.hidden, dims.hidden)
+        self.pooler = Dense(dims.hidden, dims.hidden)
 
     def forward(self, tokens: torch.Tensor, types: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         hidden = self.encoder(self.embeddings(tokens, types), mask)
