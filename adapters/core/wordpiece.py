@@ -19,7 +19,7 @@ import torch
 
 from instract_eval.errors import InputError
 
-__all__ = ["BERT_VOCAB_URL", "BertWordPiece", "ClsOnlyWordPiece"]
+__all__ = ["BERT_VOCAB_URL", "BertWordPiece", "ClsOnlyWordPiece", "encode_for"]
 
 BERT_VOCAB_URL = "https://huggingface.co/google-bert/bert-base-uncased/resolve/main/vocab.txt"
 _NEVER_SPLIT = ("[UNK]", "[SEP]", "[PAD]", "[CLS]", "[MASK]")
@@ -134,6 +134,18 @@ class BertWordPiece:
             ids[row, : len(tokens)] = torch.tensor([self.vocab.get(t, unk) for t in tokens])
             mask[row, : len(tokens)] = 1
         return ids, mask
+
+
+def encode_for(family: str, tokenizer: BertWordPiece, texts: Sequence[str], max_words: int,
+               vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``tokenizer.encode``, refusing a vocabulary whose ids pass the checkpoint's word-embedding
+    rows: such a vocab.txt belongs to another model, and its ids would index past the table."""
+    ids, mask = tokenizer.encode(list(texts), max_words)
+    if ids.numel() and int(ids.max()) >= vocab_size:
+        raise InputError(f"{family}: the vocabulary has ids up to {int(ids.max())} but the checkpoint's word "
+                         f"embedding {vocab_size} rows: it does not belong to this checkpoint",
+                         path=tokenizer.source, field="vocab")
+    return ids, mask
 
 
 class ClsOnlyWordPiece(BertWordPiece):

@@ -65,7 +65,7 @@ from ..core.bert import BertLayer, BertTextEmbeddings, additive_mask
 from ..core.checkpoints import file_sha256, load_strict, read_checkpoint, require_keys, unwrap_state_dict
 from ..core.hub import side_file
 from ..core.shapes import count_blocks, frame_count, require_clips, require_patch_count, require_shapes
-from ..core.wordpiece import ClsOnlyWordPiece
+from ..core.wordpiece import ClsOnlyWordPiece, encode_for
 from ..protocols import DUAL_ENCODER
 from ..registry import register_model
 
@@ -483,12 +483,7 @@ class InternVideo2(TorchAdapter):
         return self.net.dims
 
     def tokenize(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        ids, mask = self.tokenizer.encode(list(texts), self.max_words)
-        if ids.numel() and int(ids.max()) >= self.dims.vocab_size:
-            raise InputError(f"{FAMILY}: the vocabulary has ids up to {int(ids.max())} but the checkpoint's word "
-                             f"embedding {self.dims.vocab_size} rows: it does not belong to this checkpoint",
-                             path=self.tokenizer.source, field="vocab")
-        return ids, mask
+        return encode_for(FAMILY, self.tokenizer, texts, self.max_words, self.dims.vocab_size)
 
     @torch.no_grad()
     def encode_video(self, clips: torch.Tensor) -> torch.Tensor:

@@ -66,7 +66,7 @@ from ..core.bert import BertLayer, BertTextEmbeddings, Dense, additive_mask
 from ..core.checkpoints import file_sha256, load_strict, read_checkpoint, require_keys, unwrap_state_dict
 from ..core.hub import side_file
 from ..core.shapes import captions_per_clip, count_blocks, heads_for, require_clips, require_shapes
-from ..core.wordpiece import BERT_VOCAB_URL, ClsOnlyWordPiece
+from ..core.wordpiece import BERT_VOCAB_URL, ClsOnlyWordPiece, encode_for
 from ..protocols import DUAL_ENCODER, PAIR_SCORER
 from ..registry import register_model
 
@@ -414,12 +414,7 @@ class _Singularity(TorchAdapter):
         return self.net.dims
 
     def tokenize(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        ids, mask = self.tokenizer.encode(list(texts), self.max_words)
-        if ids.numel() and int(ids.max()) >= self.dims.vocab_size:
-            raise InputError(f"{FAMILY}: the vocabulary has ids up to {int(ids.max())} but the checkpoint's word "
-                             f"embedding {self.dims.vocab_size} rows: it does not belong to this checkpoint",
-                             path=self.tokenizer.source, field="vocab")
-        return ids, mask
+        return encode_for(FAMILY, self.tokenizer, texts, self.max_words, self.dims.vocab_size)
 
     def _frames(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         require_clips(FAMILY, clips)

@@ -59,7 +59,7 @@ from ..core.base import TorchAdapter, positive_int, require_checkpoint
 from ..core.bert import BertLayer, Dense, additive_mask
 from ..core.checkpoints import file_sha256, load_strict, read_checkpoint, require_keys, unwrap_state_dict
 from ..core.hub import side_file
-from ..core.wordpiece import BERT_VOCAB_URL, BertWordPiece
+from ..core.wordpiece import BERT_VOCAB_URL, BertWordPiece, encode_for
 from ..core.shapes import captions_per_clip, count_blocks, heads_for, require_clips, require_shapes
 from ..protocols import DUAL_ENCODER, PAIR_SCORER
 from ..registry import register_model
@@ -310,12 +310,7 @@ class _UniVL(TorchAdapter):
         return self.net.dims
 
     def tokenize(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        ids, mask = self.tokenizer.encode(list(texts), self.max_words)
-        if ids.numel() and int(ids.max()) >= self.dims.vocab_size:
-            raise InputError(f"{FAMILY}: the vocabulary has ids up to {int(ids.max())} but the checkpoint's word "
-                             f"embedding {self.dims.vocab_size} rows: it does not belong to this checkpoint",
-                             path=self.tokenizer.source, field="vocab")
-        return ids, mask
+        return encode_for(FAMILY, self.tokenizer, texts, self.max_words, self.dims.vocab_size)
 
     def features(self, clips: torch.Tensor) -> torch.Tensor:
         """``[B, T, 3, H, W]`` frames at 16 fps in [0, 1] to ``[B, S, D]`` S3D features, one per second:
