@@ -259,7 +259,11 @@ class GenerativeVLM(TorchAdapter):
     def answer(self, clip: torch.Tensor, question: str, fps: float | None = None) -> str:
         """The greedy answer (at most ``max_new_tokens``) to ``question`` about ``clip`` ``[T, 3, H, W]``
         taken at ``fps`` frames a second when known."""
-        inputs = self.prompt_inputs(clip.to(self.device), question, fps)
+        return self.generate_answer(self.prompt_inputs(clip.to(self.device), question, fps))
+
+    def generate_answer(self, inputs: Mapping[str, torch.Tensor]) -> str:
+        """The greedy continuation of prepared prompt ``inputs`` (a batch of one), decoded: the
+        decoding every QA localizer records (``decoding``)."""
         prefix = inputs["input_ids"].shape[1]
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         with torch.no_grad():

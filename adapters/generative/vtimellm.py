@@ -372,13 +372,7 @@ class VTimeLLM(GenerativeVLM):
         return grounding_question(description or label)
 
     def answer_features(self, features: torch.Tensor, question: str) -> str:
-        inputs = self.inputs_for_features(features, question)
-        prefix = inputs["input_ids"].shape[1]
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        with torch.no_grad():
-            output = self.net.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1,
-                                       temperature=None, top_p=None, top_k=None, pad_token_id=pad)
-        return self.tokenizer.decode(output[0, prefix:], skip_special_tokens=True).strip()
+        return self.generate_answer(self.inputs_for_features(features, question))
 
     def segments_of(self, answer: str, duration: float) -> list[tuple[float, float]] | None:
         if self.answer_parse == "official":
