@@ -133,10 +133,14 @@ def load_hf_pretrained(cls: Any, directory: Path, model: str) -> Any:
     return net.eval()
 
 
-def preprocessor_config(directory: Path) -> dict[str, Any]:
+def preprocessor_config(directory: Path, *, video: bool = False) -> dict[str, Any]:
     """The image processor settings the directory ships (``preprocessor_config.json``, or the
-    ``image_processor`` part of a ``processor_config.json``); ``{}`` when it ships none."""
-    for name, part in (("preprocessor_config.json", None), ("processor_config.json", "image_processor")):
+    ``image_processor`` part of a ``processor_config.json``); with ``video``, the video processor's
+    (``video_preprocessor_config.json``) first; ``{}`` when it ships none."""
+    sources = (("preprocessor_config.json", None), ("processor_config.json", "image_processor"))
+    if video:
+        sources = (("video_preprocessor_config.json", None), *sources)
+    for name, part in sources:
         file = directory / name
         if file.is_file():
             try:

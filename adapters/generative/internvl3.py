@@ -21,9 +21,7 @@ processor cannot be loaded without torchvision, so it is rewritten here):
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -62,18 +60,6 @@ def internvl_frame_spec(size: int = 448, frames: int = 8, processor: dict[str, A
 def frame_tokens(image_size: int, patch_size: int, downsample_ratio: float) -> int:
     """Tokens per frame: the patch grid after the pixel shuffle (``(S / p)² × r²``)."""
     return int(round((image_size // patch_size) ** 2 * downsample_ratio ** 2))
-
-
-def _video_processor(directory: Path) -> dict[str, Any]:
-    file = directory / "video_preprocessor_config.json"
-    if file.is_file():
-        try:
-            data = json.loads(file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise InputError(f"cannot be read as JSON ({error})", path=file, field=_FIELD) from None
-        if isinstance(data, dict) and data:
-            return data
-    return preprocessor_config(directory)
 
 
 def _side(value: Any) -> int:
@@ -166,7 +152,8 @@ def internvl3(checkpoint: str | os.PathLike | None = None, frames: int = 8, prot
         raise InputError("ships no tokenizer (tokenizer.json or vocab.json with merges.txt, as the hub repository "
                          "has)", path=path, field=_FIELD)
     template = chat_template_of(path, tokenizer, "internvl3")
-    spec = internvl_frame_spec(_side(net.config.vision_config.image_size), frames, _video_processor(path))
+    processor = preprocessor_config(path, video=True)
+    spec = internvl_frame_spec(_side(net.config.vision_config.image_size), frames, processor)
     return InternVL3Adapter(net, tokenizer, chat_template=template, spec=spec, checkpoint=path, protocol=protocol,
                             normalisation=normalisation, reuse_prefix=reuse_prefix, prompt=prompt,
                             letter_prompt=letter_prompt, localize_prompt=localize_prompt,

@@ -27,12 +27,10 @@ the chat template's ``<|video|>`` is expanded to ``T × (S / patch / projector_p
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import threading
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -220,19 +218,6 @@ def native_pe_tower():
             module.AutoModel = original
 
 
-def _processor(directory: Path) -> dict[str, Any]:
-    for name in ("video_preprocessor_config.json",):
-        file = directory / name
-        if file.is_file():
-            try:
-                data = json.loads(file.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as error:
-                raise InputError(f"cannot be read as JSON ({error})", path=file, field=_FIELD) from None
-            if isinstance(data, dict) and data:
-                return data
-    return preprocessor_config(directory)
-
-
 CARD = ModelCard(
     family="perception-lm",
     description="PerceptionLM as a pair scorer (caption log-likelihood given the video under its chat template, "
@@ -315,7 +300,7 @@ def perception_lm(checkpoint: str | os.PathLike | None = None, frames: int = 16,
     if tokenizer is None:
         raise InputError("ships no tokenizer (tokenizer.json, as the hub repository has)", path=path, field=_FIELD)
     template = chat_template_of(path, tokenizer, "perception-lm")
-    spec = plm_frame_spec(net.model.vision_tower.image_size, frames, _processor(path))
+    spec = plm_frame_spec(net.model.vision_tower.image_size, frames, preprocessor_config(path, video=True))
     return PerceptionLMAdapter(net, tokenizer, chat_template=template, spec=spec, checkpoint=path, protocol=protocol,
                                normalisation=normalisation, reuse_prefix=reuse_prefix, prompt=prompt,
                                letter_prompt=letter_prompt, localize_prompt=localize_prompt,
