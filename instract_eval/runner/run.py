@@ -140,15 +140,14 @@ def run_evaluation(models: Sequence[ModelRequest], task_names: Sequence[str], re
             position += 1
             encoder.label = f"{label} {spec.name}"
             _announce(progress, ranks.is_main, f"{encoder.label}: task {position}/{num_records} started")
-            with _noting_written_records(options.output if ranks.is_main else None, report.written,
-                                         num_records):  # the cache writes as it goes
+            # The cache writes as the task runs, then the record is written: either may meet a full disk.
+            with _noting_written_records(options.output if ranks.is_main else None, report.written, num_records):
                 record, samples = _evaluate(request, label, fingerprint, spec, registry.groups_of(spec.name),
                                             encoder, options, shared, environ)
-            _announce(progress, ranks.is_main, f"{encoder.label}: task {position}/{num_records} finished in "
-                      f"{record['run']['wall_time_s']:.1f} s")
-            report.records.append(record)
-            if ranks.is_main and options.output is not None:
-                with _noting_written_records(options.output, report.written, num_records):
+                _announce(progress, ranks.is_main, f"{encoder.label}: task {position}/{num_records} finished in "
+                          f"{record['run']['wall_time_s']:.1f} s")
+                report.records.append(record)
+                if ranks.is_main and options.output is not None:
                     report.written.append(write_record(options.output, record,
                                                        samples if options.log_samples else None))
         plan[index] = None  # one model on the device at a time
