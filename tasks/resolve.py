@@ -15,6 +15,7 @@ there whatever ``--data-root`` or ``$INSTRACT_EVAL_DATA_ROOT`` say for the user'
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import sys
 from collections.abc import Iterable, Sequence
@@ -36,6 +37,7 @@ def embedded_world_dir(cache_root: str | os.PathLike) -> Path:
     return Path(cache_root) / "synth-world"
 
 
+@functools.cache
 def embedded_names() -> frozenset[str]:
     """The embedded world's task and group names, read from the registry text its generator writes."""
     import yaml
