@@ -43,8 +43,11 @@ __all__ = [
     "retrieval_rank_counts",
     "retrieval_metrics",
     "pooled_rank_counts",
+    "pool_rank_counts",
     "pooled_retrieval_metrics",
+    "pooled_metrics_from_counts",
     "recall_by_pool_size",
+    "recall_by_pool_size_from_counts",
     "expected_recall_at_pool_size",
 ]
 
@@ -220,16 +223,44 @@ def _as_pooled_similarity(similarity: object) -> np.ndarray:
 
 
 def _pool_block(values: np.ndarray, name: Hashable, members: np.ndarray) -> np.ndarray:
-    """The within-pool block; only its entries are read, and only they must be finite."""
-    block = values[np.ix_(members, members)].astype(np.float64, copy=False)
+    """The within-pool block of the dense matrix; only its entries are read, and only they must be finite."""
+    return _checked_block(values[np.ix_(members, members)], name, members)
+
+
+def _checked_block(block: np.ndarray, name: Hashable, members: np.ndarray | None) -> np.ndarray:
+    """``block`` as float64, refused at its first non-finite entry (named by item index when known)."""
+    block = block.astype(np.float64, copy=False)
     bad = ~np.isfinite(block)
     if bad.any():
         r, c = (int(i) for i in np.argwhere(bad)[0])
+        row, column = (r, c) if members is None else (int(members[r]), int(members[c]))
         raise ValueError(
-            f"similarity has {_describe_nonfinite(block[r, c])} at row {int(members[r])}, "
-            f"column {int(members[c])} (inside pool {name!r})"
+            f"similarity has {_describe_nonfinite(block[r, c])} at row {row}, "
+            f"column {column} (inside pool {name!r})"
         )
     return block
+
+
+def pool_rank_counts(block: object, *, pool: Hashable = "pool", members: object = None) -> dict[str, RankCounts]:
+    """``{"t2v": RankCounts, "v2t": RankCounts}`` of one pool from its own square block.
+
+    ``block[i, j]`` scores the pool's text ``i`` against its video ``j`` (text ``i`` describes
+    video ``i``). This is the per-pool path: an engine scores one pool at a time and keeps only
+    these counts, so nothing of size ``[N, N]`` over all items is ever built, and the counts equal
+    those :func:`pooled_rank_counts` reads from the same block of a dense matrix. ``pool`` and
+    ``members`` (the pool's item indices) only name the offending entry in errors.
+    """
+    values = np.asarray(block)
+    if values.ndim != 2 or values.shape[0] == 0 or values.shape[0] != values.shape[1]:
+        raise ValueError(f"pool {pool!r}: the block must be a non-empty square [texts, videos] array, "
+                         f"got shape {values.shape}")
+    if values.dtype == np.bool_ or not (np.issubdtype(values.dtype, np.floating)
+                                        or np.issubdtype(values.dtype, np.integer)):
+        raise ValueError(f"pool {pool!r}: the block must hold real numbers, got dtype {values.dtype}")
+    indices = None if members is None else np.asarray(members)
+    if indices is not None and indices.shape != (values.shape[0],):
+        raise ValueError(f"pool {pool!r}: members has shape {indices.shape} for a block of {values.shape[0]} items")
+    return _square_counts(_checked_block(values, pool, indices))
 
 
 def pooled_rank_counts(similarity: object, pools: object) -> dict[Hashable, dict[str, RankCounts]]:
@@ -241,6 +272,16 @@ def pooled_rank_counts(similarity: object, pools: object) -> dict[Hashable, dict
     values = _as_pooled_similarity(similarity)
     checked = _check_pools(pools, values.shape[0])
     return {name: _square_counts(_pool_block(values, name, members)) for name, members in checked.items()}
+
+
+def _check_counts(counts: object) -> Mapping[Hashable, Mapping[str, RankCounts]]:
+    """Per-pool counts as :func:`pool_rank_counts` gives them: a non-empty mapping of pool to both directions."""
+    if not isinstance(counts, Mapping) or not counts:
+        raise ValueError("counts must be a non-empty mapping of pool name to {'t2v': ..., 'v2t': ...} rank counts")
+    for name, entry in counts.items():
+        if not isinstance(entry, Mapping) or any(not isinstance(entry.get(d), RankCounts) for d in DIRECTIONS):
+            raise ValueError(f"counts[{name!r}] must hold RankCounts under 't2v' and 'v2t' (see pool_rank_counts)")
+    return counts
 
 
 def pooled_retrieval_metrics(
@@ -270,9 +311,18 @@ def pooled_retrieval_metrics(
         "weighted": {"t2v": {...}, "v2t": {...}, "mean": {"R@k": ...}}}`` where each direction dict
         has ``"R@k"`` for k in ``ks``, ``"median_rank"``, ``"mean_rank"``, ``"num_queries"``, ``"num_tied"``.
     """
+    ties, ks = _check_ties(ties), _check_ks(ks)  # bad options are refused before any block is read
+    return pooled_metrics_from_counts(pooled_rank_counts(similarity, pools), ties=ties, ks=ks)
+
+
+def pooled_metrics_from_counts(
+    counts: Mapping[Hashable, Mapping[str, RankCounts]], *, ties: str = "expected", ks: Iterable[int] = (1, 5, 10)
+) -> dict:
+    """:func:`pooled_retrieval_metrics` from per-pool counts (:func:`pool_rank_counts` of each
+    pool's block, in pool order), for engines that never hold the dense matrix. Same result."""
     ties = _check_ties(ties)
     ks = _check_ks(ks)
-    counts = pooled_rank_counts(similarity, pools)
+    counts = _check_counts(counts)
     per_pool = {
         name: {
             **{d: rank_metrics(c[d], ties=ties, ks=ks) for d in DIRECTIONS},
@@ -301,9 +351,17 @@ def recall_by_pool_size(
         for each observed size in increasing order; direction dicts as in
         :func:`pooled_retrieval_metrics`.
     """
+    ties, ks = _check_ties(ties), _check_ks(ks)  # bad options are refused before any block is read
+    return recall_by_pool_size_from_counts(pooled_rank_counts(similarity, pools), ties=ties, ks=ks)
+
+
+def recall_by_pool_size_from_counts(
+    counts: Mapping[Hashable, Mapping[str, RankCounts]], *, ties: str = "expected", ks: Iterable[int] = (1, 5, 10)
+) -> dict[int, dict]:
+    """:func:`recall_by_pool_size` from per-pool counts (see :func:`pooled_metrics_from_counts`)."""
     ties = _check_ties(ties)
     ks = _check_ks(ks)
-    counts = pooled_rank_counts(similarity, pools)
+    counts = _check_counts(counts)
     by_size: dict[int, list[dict[str, RankCounts]]] = {}
     for c in counts.values():
         by_size.setdefault(c["t2v"].num_queries, []).append(c)

@@ -14,9 +14,12 @@ from scipy.stats import hypergeom, multivariate_hypergeom
 from instract_eval.metrics.ranking import TIE_POLICIES, recall_at_k_per_query
 from instract_eval.metrics.retrieval import (
     expected_recall_at_pool_size,
+    pool_rank_counts,
+    pooled_metrics_from_counts,
     pooled_rank_counts,
     pooled_retrieval_metrics,
     recall_by_pool_size,
+    recall_by_pool_size_from_counts,
     retrieval_metrics,
     retrieval_rank_counts,
 )
@@ -257,6 +260,37 @@ def test_pooled_reads_only_within_pool_blocks(case, ties):
         assert clean["weighted"]["mean"][f"R@{k}"] == pytest.approx(
             (clean["weighted"]["t2v"][f"R@{k}"] + clean["weighted"]["v2t"][f"R@{k}"]) / 2
         )
+
+
+@SETTINGS
+@given(pooled_cases(spare_items=False), st.sampled_from(TIE_POLICIES))
+def test_per_pool_blocks_give_what_the_dense_matrix_gives(case, ties):
+    """The engine's per-pool path (one block at a time) against the dense [N, N] functions."""
+    similarity, pools = case
+    counts = {name: pool_rank_counts(similarity[np.ix_(m, m)], pool=name, members=m) for name, m in pools.items()}
+    assert pooled_metrics_from_counts(counts, ties=ties, ks=(1, 2)) == pooled_retrieval_metrics(
+        similarity, pools, ties=ties, ks=(1, 2))
+    assert recall_by_pool_size_from_counts(counts, ties=ties, ks=(1, 3)) == recall_by_pool_size(
+        similarity, pools, ties=ties, ks=(1, 3))
+    dense = pooled_rank_counts(similarity, pools)
+    for name in pools:
+        for direction in ("t2v", "v2t"):
+            for a, b in zip(counts[name][direction], dense[name][direction]):
+                np.testing.assert_array_equal(a, b)
+
+
+def test_pool_rank_counts_refuses_bad_blocks_naming_the_pool_and_items():
+    with pytest.raises(ValueError, match=r"pool 'p': the block must be a non-empty square"):
+        pool_rank_counts(np.zeros((2, 3)), pool="p")
+    with pytest.raises(ValueError, match="must hold real numbers"):
+        pool_rank_counts(np.zeros((2, 2), dtype=bool), pool="p")
+    block = np.array([[1.0, 0.0], [np.inf, 1.0]])
+    with pytest.raises(ValueError, match=r"\+inf at row 7, column 3 \(inside pool 'p'\)"):
+        pool_rank_counts(block, pool="p", members=[3, 7])
+    with pytest.raises(ValueError, match=r"counts\['p'\] must hold RankCounts"):
+        pooled_metrics_from_counts({"p": {"t2v": pool_rank_counts(np.eye(2))["t2v"]}})
+    with pytest.raises(ValueError, match="non-empty mapping"):
+        recall_by_pool_size_from_counts({})
 
 
 @SETTINGS
