@@ -38,7 +38,7 @@ tiny random checkpoint; ``tests/data/official/viclip/`` has the data and the scr
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -165,7 +165,9 @@ class JointSpaceTimeVision(nn.Module):
             return resize_temporal(self.temporal_positional_embedding, self.frames).mean(1, keepdim=True)
         return resize_temporal(self.temporal_positional_embedding, frames)
 
-    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+    def embed(self, clips: torch.Tensor) -> torch.Tensor:
+        """``[B, 1 + T * patches, width]`` transformer input (after ``ln_pre``): the class token,
+        then the patches frame by frame."""
         batch, frames = clips.shape[:2]
         x = self.conv1(clips.transpose(1, 2).to(self.conv1.weight.dtype))  # [B, W, T, h, w]
         width, grid = x.shape[1], x.shape[3] * x.shape[4]
@@ -174,9 +176,24 @@ class JointSpaceTimeVision(nn.Module):
         patches = patches + self.positional_embedding[1:].to(x.dtype)
         patches = patches + self.temporal_rows(frames).to(x.dtype).unsqueeze(2)
         cls = (self.class_embedding + self.positional_embedding[0]).to(x.dtype).expand(batch, 1, width)
-        tokens = self.ln_pre(torch.cat([cls, patches.reshape(batch, frames * grid, width)], dim=1))
-        tokens = self.transformer(tokens.transpose(0, 1)).transpose(0, 1)
+        return self.ln_pre(torch.cat([cls, patches.reshape(batch, frames * grid, width)], dim=1))
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        tokens = self.transformer(self.embed(clips).transpose(0, 1)).transpose(0, 1)
         return self.ln_post(tokens)[:, 0] @ self.proj
+
+    def features(self, clips: torch.Tensor,
+                 transformer: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The projected class token ``[B, E]`` and every patch token after ``ln_post`` and ``proj``,
+        per frame, ``[B, T, patches, E]`` (what InstrAction's Action Perceiver reads).
+
+        ``transformer`` replaces ``self.transformer`` on the sequence-first tokens (a caller that
+        runs the same blocks with stochastic depth while training); the class token equals `forward`'s.
+        """
+        batch, frames = clips.shape[:2]
+        tokens = (transformer or self.transformer)(self.embed(clips).transpose(0, 1)).transpose(0, 1)
+        projected = self.ln_post(tokens) @ self.proj
+        return projected[:, 0], projected[:, 1:].reshape(batch, frames, -1, projected.shape[-1])
 
 
 class ViclipNet(nn.Module):
