@@ -91,7 +91,8 @@ class BatchOptions:
 
     def __post_init__(self) -> None:
         if self.hard_negative_type not in HARD_NEGATIVE_TYPES:
-            raise ValueError(f"hard_negative_type must be one of {HARD_NEGATIVE_TYPES}, got {self.hard_negative_type!r}")
+            raise ValueError(f"hard_negative_type must be one of {HARD_NEGATIVE_TYPES}, "
+                             f"got {self.hard_negative_type!r}")
         if self.context_length < 3:
             raise ValueError("context_length must leave room for SOT, text and EOT (>= 3)")
         for name in ("max_hard_negatives", "max_verbs"):
