@@ -605,6 +605,97 @@ def leaderboard_build(
                f"{out / 'index.html'}")
 
 
+@app.command("train")
+def train(
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="The model to train (trainable: instraction).")],
+    config: Annotated[Optional[Path], typer.Option(
+        "--config", metavar="FILE", help="YAML or JSON with a 'train:' section (the loop's settings) and a 'model:' "
+        "section (the model's hyperparameters); every key is checked.", dir_okay=False)] = None,
+    data: Annotated[str, typer.Option(
+        "--data", metavar="DIR|synth", help="The training data in the model's official layout, or 'synth': a training "
+        "split of the synthetic world (seeds disjoint from every evaluation world), generated once into the cache.")
+    ] = "synth",
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="Directory for config.json, train.jsonl, checkpoints/, weights.pt and eval/ (default: "
+        "runs/MODEL).", file_okay=False)] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in --out, exactly "
+                                         "where it stopped (same settings required).")] = False,
+    init: Annotated[Optional[Path], typer.Option(
+        "--init", metavar="FILE", help="Start from these weights (a backbone, or the model's own or official "
+        "checkpoint) instead of the model's default initialisation.", dir_okay=False)] = None,
+    eval_task: Annotated[Optional[list[str]], typer.Option(
+        "--eval-task", metavar="TASK", help="Evaluate through the harness on this task or group every eval_every "
+        "steps and at the end, records under OUT/eval/; repeatable.")] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="Optimizer steps in all (train.steps).")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Epochs, when no step count is set "
+                                                  "(train.epochs).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Examples per step and process "
+                                                      "(train.batch_size).")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of every random choice (train.seed).")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="DataLoader processes preparing examples "
+                                                   "(train.workers).")] = None,
+    precision: Annotated[Optional[str], typer.Option("--precision", help="fp32, or bf16/fp16 autocast "
+                                                     "(train.precision; fp16 needs a GPU).")] = None,
+    device: Annotated[Optional[str], typer.Option(
+        "--device", help="cuda, cuda:N, mps or cpu (default: the best available).")] = None,
+    set_values: Annotated[Optional[list[str]], typer.Option(
+        "--set", metavar="SECTION.KEY=VALUE", help="Override one setting, e.g. model.use_dtw=false or "
+        "train.lr=1e-4; repeatable, applied after --config.")] = None,
+    cache_dir: CacheDir = None,
+    debug: Debug = False,
+) -> None:
+    """Train a model with the shared loop: seeded, checkpointed, resumable, DDP under torchrun.
+
+    Writes OUT/config.json (every setting), OUT/train.jsonl (losses per logged step, evaluations), OUT/checkpoints/ (model, optimizer, scheduler, RNG states) and OUT/weights.pt, which `instract-eval run --model MODEL --model-args checkpoint=OUT/weights.pt` evaluates like any baseline.
+    """
+    from .encoding.distributed import close_process_group
+    from .paths import default_cache_dir
+    from .training.config import parse_assignment
+    from .training.loop import TrainRequest, train as run_training
+    from .training.recipe import DataSource
+
+    overrides = [parse_assignment(text) for text in (set_values or [])]
+    for key, value in (("steps", steps), ("epochs", epochs), ("batch_size", batch_size), ("seed", seed),
+                       ("workers", workers), ("precision", precision)):
+        if value is not None:
+            overrides.append(("train", key, value))
+    if eval_task:
+        overrides.append(("train", "eval_tasks", list(eval_task)))
+    cache = cache_dir if cache_dir is not None else default_cache_dir()
+    if data == "synth":
+        source = DataSource(cache / "synth-training", synth=True)
+    else:
+        if not Path(data).is_dir():
+            raise InputError("training data directory not found (give a directory, or 'synth')", path=data,
+                             field="--data")
+        source = DataSource(Path(data))
+    request = TrainRequest(model=model, out=out if out is not None else Path("runs") / model, data=source,
+                           config_file=config, overrides=overrides, resume=resume, init=init, device=device,
+                           cache_dir=cache_dir)
+
+    def show(entry) -> None:
+        if "eval" in entry:
+            for task_name, metrics in entry["eval"].items():
+                values = ", ".join(f"{name} {value:.4g}" for name, value in metrics.items()
+                                   if isinstance(value, (int, float)))
+                typer.echo(plain(f"step {entry['step']}: {task_name}: {values}"), err=True)
+            return
+        losses = ", ".join(f"{name} {value:.4g}" for name, value in entry.items()
+                           if name not in ("step", "epoch", "lr", "grad_norm", "seconds") and value is not None)
+        typer.echo(f"step {entry['step']} (epoch {entry['epoch']}, lr {entry['lr']:.3g}): {losses}", err=True)
+
+    try:
+        report = run_training(request, on_log=show)
+        if report.is_main:
+            where = f" (resumed at step {report.started_at})" if report.started_at else ""
+            typer.echo(f"trained {model} for {plural(report.steps, 'step')}{where}: weights {report.weights}; "
+                       f"log {request.out / 'train.jsonl'}")
+            typer.echo(f"evaluate it with: instract-eval run --model {report.evaluation_model} --model-args "
+                       f"checkpoint={report.weights}")
+    finally:
+        close_process_group()
+
+
 @app.command("synth")
 def synth(
     out: Annotated[Path, typer.Option("--out", help="Directory to write the world into (created; an "

@@ -77,6 +77,10 @@ class TrainingRecipe:
     model_config: ClassVar[type] = object
     evaluation_model: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    # The loop's settings (TrainConfig fields) the official code of this model uses by default.
+    default_train: ClassVar[dict[str, Any]] = {}
+    # Whether some parameters in the groups may get no gradient in a step (DDP must then look for them).
+    find_unused_parameters: ClassVar[bool] = True
 
     def build(self, config: Any, init: Path | None = None) -> nn.Module:
         raise NotImplementedError
@@ -138,13 +142,33 @@ def available_recipes() -> list[str]:
 
 
 def get_recipe(name: str) -> TrainingRecipe:
-    """The recipe registered as ``name``, or one line listing the trainable models."""
+    """The recipe registered as ``name`` (or ``package.module:RecipeClass``), or one line listing the
+    trainable models."""
     from instract_eval.errors import InputError
     from instract_eval.text import did_you_mean
 
     _load_builtins()
+    if ":" in name and name not in _RECIPES:
+        return _load_target(name)
     if name not in _RECIPES:
         known = sorted(_RECIPES)
         raise InputError(f"no trainable model {name!r}{did_you_mean(name, known)}; trainable: {', '.join(known) or 'none'}",
                          field="MODEL")
     return _RECIPES[name]()
+
+
+def _load_target(target: str) -> TrainingRecipe:
+    """``package.module:RecipeClass``: a recipe outside this package (a user's own model)."""
+    import importlib
+
+    from instract_eval.errors import InputError
+
+    module_name, _, attribute = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise InputError(f"cannot import {module_name}: {error}", field="MODEL") from None
+    cls = getattr(module, attribute, None)
+    if not (isinstance(cls, type) and issubclass(cls, TrainingRecipe)):
+        raise InputError(f"{target} is not a TrainingRecipe class", field="MODEL")
+    return cls()
