@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
-from .metrics.statistics import paired_bootstrap
+from .metrics.statistics import PairedJob, paired_bootstraps
 from .results import is_finite_number, model_label, read_record_files, read_sample_log, sample_log_of
 from .sample_metrics import PerSample, SampleMetrics, sample_metrics
 from .text import plain, plain_lines, plural, safe_markup
@@ -322,9 +322,12 @@ def compare_results(
         notes += _task_notes(task, before, after)
         same_items = (before.samples is not None and after.samples is not None
                       and before.samples.items == after.samples.items)
-        for name in _metric_names(before.record, after.record):
-            outcome = _compare_metric(task, name, before, after, same_items,
-                                      _tolerance_of(task, name, default, overrides), options)
+        names = _metric_names(before.record, after.record)
+        intervals = _intervals([name for name in names if _needs_interval(name, before, after)], before, after,
+                               same_items, options)
+        for name in names:
+            outcome = _compare_metric(task, name, before, after, _tolerance_of(task, name, default, overrides),
+                                      intervals)
             (comparisons if isinstance(outcome, MetricComparison) else not_compared).append(outcome)
             if isinstance(outcome, MetricComparison) and outcome.verdict == INCOMPARABLE:
                 notes.append(f"{task} {name}: {outcome.basis}: not comparable, a failure")
@@ -401,8 +404,17 @@ def _missing(task: str, name: str, baseline: Mapping[str, Any], default: float,
                             basis="the candidate has no value for it", verdict=MISSING)
 
 
-def _compare_metric(task: str, name: str, before: _Side, after: _Side, same_items: bool, tolerance: float,
-                    options: Mapping[str, Any]) -> MetricComparison | NotCompared:
+def _needs_interval(name: str, before: _Side, after: _Side) -> bool:
+    """Whether `_compare_metric` reaches the interval for ``name``: both values are numbers, in one
+    unit and one direction (the checks it makes first, in that order)."""
+    first, second = before.record["metrics"].get(name), after.record["metrics"].get(name)
+    return (first is not None and is_finite_number(first["value"]) and second is not None
+            and is_finite_number(second["value"]) and not _changed_definition(first, second))
+
+
+def _compare_metric(task: str, name: str, before: _Side, after: _Side, tolerance: float,
+                    intervals: Mapping[str, tuple[tuple[float, float] | None, float | None, str]]
+                    ) -> MetricComparison | NotCompared:
     """One metric: missing from the candidate (a failure), not compared (the baseline lacks it or has
     no number for it), incomparable (another unit or direction in the candidate: a failure), or its verdict."""
     sides = {"baseline": before.record["metrics"].get(name), "candidate": after.record["metrics"].get(name)}
@@ -420,7 +432,7 @@ def _compare_metric(task: str, name: str, before: _Side, after: _Side, same_item
         return MetricComparison(task=task, metric=name, direction=direction, unit=sides["baseline"]["unit"],
                                 baseline=value_a, candidate=value_b, tolerance=tolerance, interval=None,
                                 p_value=None, basis=changed, verdict=INCOMPARABLE)
-    interval, p_value, basis = _interval(name, before, after, same_items, options)
+    interval, p_value, basis = intervals[name]
     return MetricComparison(task=task, metric=name, direction=direction, unit=sides["baseline"]["unit"],
                             baseline=value_a, candidate=value_b, tolerance=tolerance, interval=interval,
                             p_value=p_value, basis=basis,
@@ -457,34 +469,51 @@ def _verdict(baseline: float, candidate: float, direction: str, tolerance: float
     return REGRESSION
 
 
-def _interval(name: str, before: _Side, after: _Side, same_items: bool,
-              options: Mapping[str, Any]) -> tuple[tuple[float, float] | None, float | None, str]:
-    """The paired bootstrap interval of the difference, with its p-value and basis, or why there is none."""
+def _intervals(names: Sequence[str], before: _Side, after: _Side, same_items: bool,
+               options: Mapping[str, Any]) -> dict[str, tuple[tuple[float, float] | None, float | None, str]]:
+    """Each metric's paired bootstrap interval of the difference, with its p-value and basis, or why
+    there is none; all the task's intervals in one `paired_bootstraps` call, so that its metrics
+    share one stream of draws (one per number of videos resampled) instead of each drawing it anew."""
+    found: dict[str, tuple[tuple[float, float] | None, float | None, str]] = {}
+    jobs: dict[str, tuple[PairedJob, PerSample]] = {}
+    for name in names:
+        prepared = _prepared(name, before, after, same_items)
+        if isinstance(prepared, str):
+            found[name] = (None, None, prepared)
+        else:
+            jobs[name] = prepared
+    results = paired_bootstraps([job for job, _ in jobs.values()], **options)
+    for (name, (job, first)), result in zip(jobs.items(), results):
+        if isinstance(result, ValueError):
+            found[name] = (None, None, f"no bootstrap interval: {result}")
+            continue
+        units = len(first.ids) if job.clusters is None else len(set(job.clusters))
+        what = "sample" if first.clusters is None else "video"
+        found[name] = ((result.low, result.high), result.p_value,
+                       f"paired bootstrap over {plural(units, what)} ({plural(len(first.ids), 'sample')})")
+    return {name: found[name] for name in names}
+
+
+def _prepared(name: str, before: _Side, after: _Side, same_items: bool) -> tuple[PairedJob, PerSample] | str:
+    """The paired bootstrap to run for ``name`` (with the baseline's per-sample data), or why there is none."""
     if before.samples is None or after.samples is None:
         missing = " and ".join(side for side, s in (("baseline", before), ("candidate", after)) if s.samples is None)
-        return None, None, f"no sample log beside the {missing} record"
+        return f"no sample log beside the {missing} record"
     reasons = {side: s.samples.point_only.get(name) for side, s in (("baseline", before), ("candidate", after))}
     if any(reasons.values()):
         if len(set(reasons.values())) == 1:
-            return None, None, str(reasons["baseline"])
-        return None, None, "; ".join(f"{side}: {r}" for side, r in reasons.items() if r)
+            return str(reasons["baseline"])
+        return "; ".join(f"{side}: {r}" for side, r in reasons.items() if r)
     if not same_items:
-        return None, None, "the sample logs cover different items"
+        return "the sample logs cover different items"
     first, second = before.samples.per_sample.get(name), after.samples.per_sample.get(name)
     if first is None or second is None:
-        return None, None, "not in the sample log"
+        return "not in the sample log"
     paired = _paired(first, second)
     if isinstance(paired, str):
-        return None, None, paired
+        return paired
     values_a, values_b, clusters = paired
-    try:
-        result = paired_bootstrap(values_a, values_b, first.statistic, clusters=clusters, **options)
-    except ValueError as error:
-        return None, None, f"no bootstrap interval: {error}"
-    units = len(first.ids) if clusters is None else len(set(clusters))
-    what = "sample" if first.clusters is None else "video"
-    return ((result.low, result.high), result.p_value,
-            f"paired bootstrap over {plural(units, what)} ({plural(len(first.ids), 'sample')})")
+    return PairedJob(values_a, values_b, first.statistic, clusters), first
 
 
 def _paired(first: PerSample, second: PerSample) -> tuple[np.ndarray, np.ndarray, tuple[str, ...] | None] | str:

@@ -12,7 +12,9 @@ from scipy import stats
 from instract_eval.metrics.statistics import (
     bootstrap_ci,
     cluster_units,
+    PairedJob,
     paired_bootstrap,
+    paired_bootstraps,
     resample_indices,
 )
 
@@ -106,6 +108,49 @@ def test_other_statistics_reproduce_the_loop_exactly(statistic, clustered):
     clusters = keys if clustered else None
     result = bootstrap_ci(values, statistic, clusters=clusters, n_resamples=300, seed=9, batch_size=64)
     np.testing.assert_array_equal(result.distribution, loop_distribution(statistic, [values], keys, 300, 9))
+
+
+@SETTINGS
+@given(st.integers(2, 60), st.integers(2, 12), st.integers(1, 6), st.integers(0, 2**32 - 1), st.booleans())
+def test_clustered_median_is_vectorised_and_equals_the_loop_to_the_bit(n, n_clusters, levels, seed, halves):
+    """Uneven clusters (odd and even resample sizes), many ties, fractional ranks: every resample's
+    median equals numpy's on that resample's rows, exactly."""
+    rng = np.random.default_rng(seed)
+    values = rng.integers(1, levels + 1, size=n) / (2.0 if halves else 1.0) + (rng.random(n) if levels > 5 else 0)
+    keys = rng.integers(0, n_clusters, size=n).tolist()
+    if len(set(keys)) < 2:
+        keys[0], keys[-1] = -1, -2
+    result = bootstrap_ci(values, np.median, clusters=keys, n_resamples=50, seed=seed, batch_size=17)
+    np.testing.assert_array_equal(result.distribution, loop_distribution(np.median, [values], keys, 50, seed))
+    generic = bootstrap_ci(values, lambda x: float(np.median(x)), clusters=keys, n_resamples=50, seed=seed)
+    np.testing.assert_array_equal(result.distribution, generic.distribution)
+
+
+def test_paired_bootstraps_share_the_draws_and_equal_each_job_alone():
+    rng = np.random.default_rng(11)
+    keys = rng.integers(0, 40, size=150).tolist()  # 40 videos (some may be absent: count them)
+    other_keys = (np.arange(90) // 2).tolist()  # 45 videos: another stream of draws
+    ranks_a, ranks_b = rng.integers(1, 30, size=150) / 2, rng.integers(1, 30, size=150) / 2
+    jobs = [PairedJob(ranks_a, ranks_b, np.median, keys),
+            PairedJob(ranks_a <= 3, ranks_b <= 3, np.mean, keys),
+            PairedJob(rng.random(90), rng.random(90), np.median, other_keys),
+            PairedJob(ranks_a, ranks_b, lambda x: float(np.percentile(x, 75)), keys),
+            PairedJob(ranks_a, ranks_b[:-1], np.mean, keys),  # bad input: its own error, the others go on
+            PairedJob(ranks_a, ranks_b, lambda x: np.nan if x.max() < 14.5 else float(x.max()), keys)]
+    shared = paired_bootstraps(jobs, n_resamples=120, seed=5, batch_size=50)
+    for job, result in zip(jobs, shared):
+        try:
+            alone = paired_bootstrap(job.values_a, job.values_b, job.statistic, clusters=job.clusters,
+                                     n_resamples=120, seed=5)
+        except ValueError as error:
+            assert isinstance(result, ValueError) and str(result) == str(error)
+            continue
+        np.testing.assert_array_equal(result.distribution, alone.distribution)
+        assert (result.low, result.high, result.p_value, result.estimate) == (
+            alone.low, alone.high, alone.p_value, alone.estimate)
+    assert isinstance(shared[4], ValueError) and "same samples" in str(shared[4])
+    assert isinstance(shared[5], ValueError) and "finite on every resample" in str(shared[5])
+    assert not isinstance(shared[0], ValueError) and not isinstance(shared[2], ValueError)
 
 
 def test_two_column_statistic_resamples_rows_together():
