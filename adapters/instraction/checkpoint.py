@@ -204,6 +204,11 @@ def load_instraction_net(path: str | os.PathLike, *, frames: int | None = None, 
                              field="checkpoint")
         require_keys(loaded, (*_BACKBONE_KEYS, "temperature"), family=FAMILY)
     require_shapes(state, _SIZE_KEYS, loaded.path, FAMILY)
+    saved = loaded.payload.get("config")
+    if isinstance(saved, Mapping) and saved and set(saved) <= _CONFIG_FIELDS:
+        # Our own file records the head counts it was built with (the release's are width // 64).
+        vision_heads = vision_heads or saved.get("vision_heads")
+        text_heads = text_heads or saved.get("text_heads")
     if config is None:
         config = _modules_config(state, config_from_payload(loaded.payload))
     dims = dims_from_state_dict(state, loaded.path, config, vision_heads=vision_heads, text_heads=text_heads)

@@ -86,8 +86,19 @@ class InstrActionConfig:
     pad_id: int = 0
     mask_embedding_std: float = 0.02
 
-    # Backbone (config.yaml backbone): stochastic depth up to 0.1 over the vision blocks.
+    # Backbone (config.yaml backbone): stochastic depth up to 0.1 over the vision blocks. The sizes
+    # (clip_joint_b16 and clip_text_b16) only shape a model built without init=; a checkpoint's own
+    # tensors decide them otherwise.
     drop_path_rate: float = 0.1
+    vision_width: int = 768
+    vision_layers: int = 12
+    vision_heads: int = 12
+    patch_size: int = 16
+    embed_dim: int = 512
+    text_width: int = 512
+    text_layers: int = 12
+    text_heads: int = 8
+    vocab_size: int = 49408
 
     # Fine-tuning policy (config.yaml finetune, adapters/internvideo.py configure_finetuning).
     unfreeze_last_vision_blocks: int = 2
@@ -107,7 +118,8 @@ class InstrActionConfig:
                              f"{self.hard_negative_type!r}", field="model.hard_negative_type")
         for name in ("max_negatives", "max_verbs", "context_length", "num_frames", "image_size", "perceiver_depth",
                      "perceiver_heads", "perceiver_dim_head", "num_latents", "perceiver_ff_mult", "decoder_depth",
-                     "decoder_heads", "decoder_dim_head", "decoder_ff_mult"):
+                     "decoder_heads", "decoder_dim_head", "decoder_ff_mult", "vision_width", "vision_layers",
+                     "vision_heads", "patch_size", "embed_dim", "text_width", "text_layers", "text_heads", "vocab_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"{name} must be a positive integer, got {value!r}", field=f"model.{name}")
