@@ -42,6 +42,7 @@ _SIZE_KEYS = {"vision_encoder.conv1.weight": 5, "vision_encoder.class_embedding"
               "vision_encoder.positional_embedding": 2, TEMPORAL_KEY: 3, "vision_encoder.proj": 2,
               "text_encoder.token_embedding.weight": 2, "text_encoder.positional_embedding": 2,
               "text_encoder.ln_final.weight": 1, "text_encoder.text_projection": 2}
+_HEAD_FIELDS = ("perceiver_heads", "perceiver_dim_head", "decoder_heads", "decoder_dim_head")
 _CONFIG_FIELDS = {field.name for field in dataclasses.fields(InstrActionConfig)}
 
 
@@ -211,6 +212,10 @@ def load_instraction_net(path: str | os.PathLike, *, frames: int | None = None, 
         text_heads = text_heads or saved.get("text_heads")
     if config is None:
         config = _modules_config(state, config_from_payload(loaded.payload))
+    elif loaded.payload.get("config"):
+        # Training from this file: its head counts (which its tensors cannot tell) override the config's.
+        saved_config = config_from_payload(loaded.payload, base=config)
+        config = dataclasses.replace(config, **{name: getattr(saved_config, name) for name in _HEAD_FIELDS})
     dims = dims_from_state_dict(state, loaded.path, config, vision_heads=vision_heads, text_heads=text_heads)
     rows = state[TEMPORAL_KEY].shape[1]
     count = frames or rows

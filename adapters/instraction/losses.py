@@ -15,6 +15,7 @@
   log-sum-exp soft-min of Soft-DTW), borders at float32's max; the cost is scaled by 0.01; the
   negative is the same tokens in reverse time against the same verbs, hinge ``max(0, fwd - rev +
   margin)``; the loss is mean(fwd) + order_weight * mean(hinge) over samples that have verbs.
+  With beta = 0 the hardness weighting of the NCE is flat; ``beta`` is kept for the release's option.
 """
 
 from __future__ import annotations
@@ -72,19 +73,29 @@ def hard_negative_candidates(padded: torch.Tensor) -> torch.Tensor:
     return visible.reshape(batch, batch * slots)
 
 
-def _row_nce(logits: torch.Tensor, positive: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-    """Per row: -log softmax of the positive among ``candidates`` (positive included), computed as the
-    release does: shifted by the row's maximum over *all* columns, the normaliser floored at 1e-12."""
+def _row_nce(logits: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor, count: torch.Tensor,
+             beta: float = 0.0) -> torch.Tensor:
+    """Per row: the release's weighted NCE, ``-log(e^pos / (e^pos + sum_n w_n e^n))``.
+
+    The negatives' weights are ``exp(beta * logit)`` normalised to sum to ``count - 1`` (``count``:
+    the row's candidates); with beta = 0 each visible negative weighs 1 and this is a plain
+    softmax over the visible candidates. Computed as the release does: exponentials shifted by the
+    row's maximum over *all* columns, sums floored at 1e-12.
+    """
+    scaled = beta * logits
+    weights = torch.exp(scaled - scaled.max(dim=-1, keepdim=True).values) * negatives.to(logits.dtype)
+    weights = (count.to(logits.dtype) - 1).unsqueeze(-1) * weights / weights.sum(-1, keepdim=True).clamp_min(_FLOOR)
+    weights = weights + positive.to(logits.dtype)
     shifted = logits - logits.max(dim=-1, keepdim=True).values
-    weights = (candidates | positive).to(logits.dtype)
     normaliser = (weights * shifted.exp()).sum(-1).clamp_min(_FLOOR)
     return normaliser.log() - (shifted * positive.to(logits.dtype)).sum(-1)
 
 
 def hard_negative_nce(video: torch.Tensor, texts: torch.Tensor, padded: torch.Tensor, *,
-                      temperature: float = 0.05) -> torch.Tensor:
-    """The release's hard-negative NCE (beta = 0): ``video`` [B, D], ``texts`` [B * C, D] grouped per
-    video (caption first), ``padded`` [B, C] or [B * C, 1] (True/1 = an empty slot)."""
+                      temperature: float = 0.05, beta: float = 0.0) -> torch.Tensor:
+    """The release's hard-negative NCE: ``video`` [B, D], ``texts`` [B * C, D] grouped per video
+    (caption first), ``padded`` [B, C] or [B * C, 1] (True/1 = an empty slot). ``beta`` > 0 weighs
+    harder negatives more (the release's default, and InstrAction's setting, is 0)."""
     batch = video.shape[0]
     padded = padded.reshape(batch, -1)
     slots = padded.shape[1]
@@ -93,14 +104,15 @@ def hard_negative_nce(video: torch.Tensor, texts: torch.Tensor, padded: torch.Te
     rows = torch.arange(batch, device=logits.device)
     positive[rows, rows * slots] = True
     candidates = hard_negative_candidates(padded.to(logits.device))
-    count = candidates.sum(-1)
-    per_row = _row_nce(logits, positive, candidates & ~positive)
+    count = candidates.sum(-1).clamp_min(1)
+    per_row = _row_nce(logits, positive, candidates & ~positive, count, beta)
     ranked = count > 1   # a row holding only its positive has nothing to rank (log 1 = 0)
     v2t = (per_row[ranked] / count[ranked].to(logits.dtype).log()).mean() if ranked.any() else logits.sum() * 0.0
     if batch > 1:
         captions = logits[:, rows * slots].T                         # [B captions, B videos]
         eye = torch.eye(batch, dtype=torch.bool, device=logits.device)
-        t2v = _row_nce(captions, eye, ~eye).sum() / batch / math.log(batch)
+        everyone = torch.full((batch,), batch, device=logits.device)
+        t2v = _row_nce(captions, eye, ~eye, everyone, beta).sum() / batch / math.log(batch)
     else:
         t2v = logits.sum() * 0.0
     return v2t + t2v
@@ -126,8 +138,8 @@ def soft_dtw_prob(video_steps: torch.Tensor, text_steps: torch.Tensor, gamma: fl
 
 @dataclass
 class DtwLoss:
-    """The DTW terms: ``total`` = ``align`` + order_weight x ``order`` (``align`` = mean forward cost,
-    ``order`` = mean hinge, both scaled costs)."""
+    """The DTW terms: ``total`` = ``align`` + ``order``; ``align`` = the mean scaled forward cost,
+    ``order`` = order_weight x the mean hinge (the release's second return value)."""
 
     total: torch.Tensor
     align: torch.Tensor
@@ -154,5 +166,5 @@ def dtw_alignment_loss(action_tokens: torch.Tensor, verbs: torch.Tensor, num_ver
         zero = action_tokens.sum() * 0.0 + verbs.sum() * 0.0
         return DtwLoss(zero, zero, zero)
     align = torch.stack(forward_costs).mean()
-    order = torch.stack(hinges).mean()
-    return DtwLoss(align + order_weight * order, align, order)
+    order = order_weight * torch.stack(hinges).mean()
+    return DtwLoss(align + order, align, order)

@@ -247,7 +247,7 @@ class InstrActionNet(nn.Module):
         total = config.vtc_weight * terms["vtc"]
         if config.use_hard_negatives:
             terms["hn"] = hard_negative_nce(video_embedding, bank.reshape(-1, bank.shape[-1]), batch["text_mask"],
-                                            temperature=config.hn_temperature)
+                                            temperature=config.hn_temperature, beta=config.hn_beta)
             total = total + config.hn_weight * terms["hn"]
         if config.use_dtw and tokens is not None:
             dtw = dtw_alignment_loss(tokens, verbs, batch["num_verbs"], gamma=config.dtw_gamma, scale=config.dtw_scale,

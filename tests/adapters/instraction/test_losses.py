@@ -79,6 +79,7 @@ def test_dtw_loss_forward_reverse_hinge_and_skipped_samples():
     weighted = dtw_alignment_loss(tokens, verbs, num_verbs, order_weight=3.0, margin=0.5)
     hinge_m = [max(0.0, forward[0] - 0.02 + 0.5), max(0.0, forward[1] - 0.01 * small + 0.5)]
     assert weighted.total.item() == pytest.approx(sum(forward) / 2 + 3.0 * sum(hinge_m) / 2, rel=1e-5)
+    assert weighted.order.item() == pytest.approx(3.0 * sum(hinge_m) / 2, rel=1e-5)
 
 
 def test_dtw_loss_without_any_verbs_is_a_connected_zero():
@@ -114,6 +115,32 @@ def test_hard_negative_nce_by_brute_force():
     expected = sum(v2t_rows) / batch + sum(t2v_rows) / batch
     got = hard_negative_nce(video, texts, padded.reshape(-1, 1), temperature=tau).item()
     assert got == pytest.approx(expected, rel=1e-6)   # the release computes the logits in float32
+
+
+def test_hard_negative_nce_hardness_weights_by_brute_force():
+    torch.manual_seed(4)
+    batch, slots, tau, beta = 2, 3, 0.1, 2.0
+    video, texts = torch.randn(batch, 4, dtype=torch.float64), torch.randn(batch * slots, 4, dtype=torch.float64)
+    padded = torch.tensor([[0, 0, 1], [0, 0, 0]])
+    v, t = video.tolist(), texts.tolist()
+    logit = [[_cos(v[i], t[k]) / tau for k in range(batch * slots)] for i in range(batch)]
+
+    def weighted(row: list[float], pos: int, negatives: list[int]) -> float:
+        # each negative weighs (count - 1) exp(beta l) / sum over negatives of exp(beta l)
+        raw = {k: math.exp(beta * row[k]) for k in negatives}
+        scale = len(negatives) / sum(raw.values())
+        return -row[pos] + math.log(math.exp(row[pos]) + sum(scale * raw[k] * math.exp(row[k]) for k in negatives))
+
+    v2t = []
+    for i in range(batch):
+        seen = [j * slots + s for j in range(batch) for s in range(slots) if s == 0 or (j == i and not padded[i, s])]
+        v2t.append(weighted(logit[i], i * slots, [k for k in seen if k != i * slots]) / math.log(len(seen)))
+    t2v = []
+    for j in range(batch):
+        column = [logit[i][j * slots] for i in range(batch)]
+        t2v.append(weighted(column, j, [i for i in range(batch) if i != j]) / math.log(batch))
+    got = hard_negative_nce(video, texts, padded, temperature=tau, beta=beta).item()
+    assert got == pytest.approx(sum(v2t) / batch + sum(t2v) / batch, rel=1e-6)
 
 
 def test_hard_negative_candidates_hide_other_videos_negatives_and_padding():
