@@ -21,9 +21,9 @@ these element by element, so the chunk size never changes the result, and a plai
 Cost. The mean (``statistic is numpy.mean`` on 1-D values) is vectorised: per-unit sums and sizes
 are gathered for a whole chunk of resamples at once, ``mean* = sum(unit_sums[idx]) /
 sum(unit_sizes[idx])``. ``numpy.median`` is vectorised too: with ``axis=1`` without clusters, and
-with clusters from each resample's multiplicity of every unit and the cumulative count of the
-sorted distinct values (one resample at a time, a median rank at InstrAct-Dynamics size took
-about 6 s per 10,000 resamples). Any other statistic is called once per resample. Several paired
+with clusters from each resample's multiplicity of every unit, counted over chunks of the sorted
+values (one resample at a time, a median rank at InstrAct-Dynamics size took about 6 s per 10,000
+resamples). Any other statistic is called once per resample. Several paired
 comparisons with the same number of units (the metrics of one task) share one stream of draws
 through :func:`paired_bootstraps`. Memory is bounded by ``batch_size`` resamples at a time
 (default: about 4 million drawn indices, 32 MB, plus the values they gather), whatever ``N`` and
@@ -63,6 +63,8 @@ _INDICES_PER_BATCH = 1 << 22
 _STANDARD_NORMAL = NormalDist()
 # BCa: statistics this close (relative to their magnitude) are equal up to summation order.
 _RELATIVE_TIE_TOLERANCE = 1e-12
+# Clustered median: the sorted rows are cut into this many chunks (see _ResampledStatistic._cluster_medians).
+_MEDIAN_CHUNKS = 32
 
 
 @dataclass(frozen=True)
@@ -295,12 +297,17 @@ class _ResampledStatistic:
             self.unit_sums = np.bincount(units.unit_of_row, weights=values, minlength=units.count)
             self.unit_sizes = units.sizes
         if self.is_cluster_median:
-            # Rows sorted by value, grouped by distinct value: a resample is then a multiplicity per
-            # unit, and its median is read off the cumulative multiplicity of the distinct values.
-            self.distinct, value_of_row = np.unique(values, return_inverse=True)
-            by_value = np.argsort(value_of_row, kind="stable")
+            # Rows sorted by value and cut into a few chunks of consecutive rows; chunk_table[g, j]
+            # counts unit g's rows in chunk j (see _cluster_medians).
+            by_value = np.argsort(values, kind="stable")
+            self.sorted_values = values[by_value]
             self.unit_by_value = units.unit_of_row[by_value]
-            self.value_starts = np.searchsorted(value_of_row[by_value], np.arange(self.distinct.shape[0]))
+            chunks = min(_MEDIAN_CHUNKS, values.shape[0])
+            self.chunk_edges = np.unique(np.linspace(0, values.shape[0], chunks + 1).astype(np.int64))
+            chunk_of_row = np.searchsorted(self.chunk_edges, np.arange(values.shape[0]), side="right") - 1
+            width = self.chunk_edges.shape[0] - 1
+            self.chunk_table = np.bincount(self.unit_by_value * width + chunk_of_row,
+                                           minlength=units.count * width).reshape(units.count, width).astype(np.float64)
 
     def full(self) -> float:
         return _as_number(self.statistic(self.values), "on the original data")
@@ -317,24 +324,38 @@ class _ResampledStatistic:
         return np.array([_as_number(self.statistic(self.values[rows(row)]), "on a resample") for row in drawn])
 
     def _cluster_medians(self, drawn: np.ndarray) -> np.ndarray:
-        """``numpy.median`` of each resample's rows without gathering them one resample at a time.
+        """``numpy.median`` of each resample's rows, without gathering those rows one resample at a time.
 
-        Resample ``b`` holds row ``r`` as often as it drew ``r``'s unit; with the distinct values
-        sorted, ``count[b, v]`` rows of it equal ``distinct[v]``, and the ``k``-th smallest of its
-        ``T`` rows is the first ``distinct[v]`` whose cumulative count exceeds ``k``. numpy's median
-        is the middle one (``T`` odd) or the mean of the two middle ones, ``(low + high) / 2``
-        (``T`` even): the same numbers, so the same result to the bit.
+        Resample ``b`` holds each row as often as it drew the row's unit (``multiplicity[b, g]``).
+        With the rows sorted by value, its ``k``-th smallest (0-based) is the first sorted row at
+        which the running multiplicity exceeds ``k``. That row is found in two steps: the chunk
+        it falls in, from the chunk counts ``multiplicity @ chunk_table`` (integers, exact in
+        float64 whatever the summation order), then the row inside that chunk, from the running
+        multiplicity over the chunk's rows alone. The median is the middle row's value (odd row
+        count) or ``(low + high) / 2`` of the two middle ones, as numpy computes it: the same
+        numbers in the same operation, so the same result to the bit.
         """
         resamples, width = drawn.shape
         offsets = (np.arange(resamples, dtype=np.int64) * width)[:, None]
-        multiplicity = np.bincount((drawn + offsets).ravel(), minlength=resamples * width)
-        multiplicity = multiplicity.reshape(resamples, width).astype(np.int32, copy=False)
-        counts = np.add.reduceat(multiplicity[:, self.unit_by_value], self.value_starts, axis=1)
-        cumulative = np.cumsum(counts, axis=1)
-        total = cumulative[:, -1:]
-        low = self.distinct[np.count_nonzero(cumulative <= (total - 1) // 2, axis=1)]
-        high = self.distinct[np.count_nonzero(cumulative <= total // 2, axis=1)]
-        return np.where(total[:, 0] % 2 == 1, low, (low + high) / 2)
+        multiplicity = np.bincount((drawn + offsets).ravel(), minlength=resamples * width).reshape(resamples, width)
+        per_chunk = np.cumsum((multiplicity.astype(np.float64) @ self.chunk_table).astype(np.int64), axis=1)
+        total = per_chunk[:, -1]
+        low = self._kth_smallest(multiplicity, per_chunk, (total - 1) // 2)
+        high = self._kth_smallest(multiplicity, per_chunk, total // 2)
+        return np.where(total % 2 == 1, low, (low + high) / 2)
+
+    def _kth_smallest(self, multiplicity: np.ndarray, per_chunk: np.ndarray, position: np.ndarray) -> np.ndarray:
+        """The value at sorted ``position[b]`` of each resample ``b`` (``per_chunk``: running chunk counts)."""
+        chunk = np.count_nonzero(per_chunk <= position[:, None], axis=1)
+        before = np.where(chunk > 0, np.take_along_axis(per_chunk, np.maximum(chunk - 1, 0)[:, None], axis=1)[:, 0], 0)
+        inside = position - before
+        found = np.empty(position.shape[0], dtype=np.float64)
+        for j in np.unique(chunk):  # the few chunks around the medians
+            rows = np.flatnonzero(chunk == j)
+            first, last = int(self.chunk_edges[j]), int(self.chunk_edges[j + 1])
+            running = np.cumsum(multiplicity[rows][:, self.unit_by_value[first:last]], axis=1)
+            found[rows] = self.sorted_values[first + np.count_nonzero(running <= inside[rows, None], axis=1)]
+        return found
 
     def leave_one_out(self) -> np.ndarray:
         """Jackknife values: the statistic with each unit left out in turn (``[G]``)."""
