@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -246,3 +247,33 @@ def test_collate_refuses_an_empty_batch():
     with pytest.raises(ValueError):
         collate([])
     assert Example.__dataclass_fields__.keys() == {"idx", "video", "text", "text_mask", "num_verbs", "action_mask"}
+
+
+# ------------------------------------------------------------------------------------------------
+# Against the official loader's own batch (tests/data/official/instraction/README.md)
+
+OFFICIAL = Path(__file__).resolve().parents[2] / "data" / "official" / "instraction"
+
+
+def test_reader_examples_and_collate_reproduce_the_official_batch():
+    """The official HT100MDataLoader + default_collate on annotations.json, in file order; its video
+    was replaced by seeded noise there, so only the video is left out here."""
+    from safetensors.torch import load_file
+
+    golden = load_file(OFFICIAL / "golden.safetensors")
+    items = read_training_annotations(OFFICIAL / "annotations.json")
+    # No item has more negatives than slots nor more than one candidate: no draw changes the batch.
+    rng = random.Random(0)
+    examples = []
+    for each in items:
+        text, text_mask, num_verbs, mask = text_example(each, rng)
+        examples.append(Example(idx=each.group, video=torch.zeros(3, 8, 32, 32), text=text, text_mask=text_mask,
+                                num_verbs=num_verbs, action_mask=mask))
+    batch = collate(examples)
+    assert batch["idx"].tolist() == [0, 1, 0, 2]
+    for name in ("idx", "text", "text_mask", "num_verbs"):
+        assert batch[name].dtype == golden[name].dtype == torch.long, name
+        assert torch.equal(batch[name], golden[name]), name
+    assert torch.equal(batch["action_mask"].long(), golden["action_mask"])  # bool in the loader, stored as int64
+    assert batch["action_mask"][0].nonzero().view(-1).tolist() == [8, 9]     # 'whisk': two pieces
+    assert batch["text"][3, 0, 31].item() == EOT                             # item 3 is cut at 32
