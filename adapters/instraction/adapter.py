@@ -27,7 +27,7 @@ from instract_eval.media import CLIP_MEAN, CLIP_STD, FrameSpec
 from ..cards import SUPPORTED, ModelCard, WeightTag
 from ..core.base import TorchAdapter, require_checkpoint
 from ..core.shapes import frame_count, optional_positive, require_clips
-from ..protocols import DUAL_ENCODER
+from ..protocols import DUAL_ENCODER, TOKEN_ENCODER
 from ..registry import register_model
 from .checkpoint import FAMILY, load_instraction_net
 from .network import InstrActionNet
@@ -87,7 +87,7 @@ CARD = ModelCard(
     family=FAMILY,
     description="InstrAction (InstrAct): ViCLIP-B/16 + Action Perceiver (8 ordered action tokens), mixed video "
                 "embedding, 32-token CLIP text, cosine",
-    capabilities=(DUAL_ENCODER,),
+    capabilities=(DUAL_ENCODER, TOKEN_ENCODER),
     tags=(
         WeightTag(name="release", source="user", frame_spec=instraction_frame_spec(16),
                   where=f"the epochNNNN.pth a training run of the official code ({_REPO}, model/main.py) writes, or "

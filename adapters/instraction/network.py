@@ -5,9 +5,9 @@ towers of ``models/third_party/internvideo_compat``. Facts this port keeps:
 
 - Parameter names and registration order are the release's (``vision_encoder``, ``text_encoder``,
   ``temperature``, ``action_perceiver``, ``text_action_projection``, ``action_mix``,
-  ``distill_alpha``, ``text_decoder``), so an official ``epochNNNN.pth`` loads strictly; the one
-  difference inside the vision tower (the release registers ``ln_pre`` before the temporal table)
-  is handled by `official_parameter_order`, which the optimiser groups follow.
+  ``distill_alpha``, ``text_decoder``), so an official ``epochNNNN.pth`` loads strictly and the
+  parameters come in the release's order (`official_parameter_order`, which the optimiser groups
+  follow, also fixes the one difference, inside the frozen text tower).
 - The backbone gives ``global`` (class token after ``ln_post`` @ ``proj``) and ``feat_3d`` (every
   patch token after ``ln_post`` @ ``proj``, ``[B, T, P, D]``). The release orders the joint
   sequence patch-major, this port frame-major; attention without positions inside the blocks does
@@ -44,12 +44,8 @@ __all__ = ["PerceiverDims", "DecoderDims", "InstrActionDims", "InstrActionNet", 
 
 LOSS_KEYS = ("total", "vtc", "hn", "dtw", "dtw_align", "dtw_order", "mam")
 
-# The release's registration order inside the two towers (VisionTransformer and CLIP_TEXT).
-_VISION_ORDER = ("conv1", "class_embedding", "positional_embedding", "ln_pre", "temporal_positional_embedding",
-                 "transformer", "ln_post", "proj")
-_TEXT_ORDER = ("transformer", "token_embedding", "positional_embedding", "ln_final", "text_projection")
-_TOP_ORDER = ("vision_encoder", "text_encoder", "temperature", "action_perceiver", "text_action_projection",
-              "action_mix", "distill_alpha", "text_decoder")
+# The release's CLIP_TEXT: own parameters first (PyTorch's order), then its children as registered.
+_TEXT_ORDER = ("positional_embedding", "text_projection", "transformer", "token_embedding", "ln_final")
 
 
 @dataclass(frozen=True)
@@ -263,17 +259,16 @@ class InstrActionNet(nn.Module):
 def official_parameter_order(net: InstrActionNet) -> list[tuple[str, nn.Parameter]]:
     """``net``'s named parameters in the order of the release's ``model.named_parameters()``.
 
-    Only the vision and text towers register their members in another order than the release's;
-    everything inside a block, the Perceiver and the decoder already match.
+    PyTorch lists a module's own parameters before its children's, so both orders start with
+    ``temperature``, ``action_mix``, ``distill_alpha``, and the vision tower's tables and ``proj``
+    come before ``conv1`` and ``ln_pre``. The one difference is inside the text tower, where the
+    release registers ``transformer`` before ``token_embedding``; it is moved here (a stable sort
+    of that tower's entries), so the order is the release's even with the text tower trainable.
     """
-    def rank(item: tuple[int, str]) -> tuple[int, int, int]:
-        index, name = item
-        top, _, rest = name.partition(".")
-        sub = rest.split(".", 1)[0]
-        order = {"vision_encoder": _VISION_ORDER, "text_encoder": _TEXT_ORDER}.get(top, ())
-        return (_TOP_ORDER.index(top) if top in _TOP_ORDER else len(_TOP_ORDER),
-                order.index(sub) if sub in order else len(order), index)
-
-    named = dict(net.named_parameters())
-    ordered = sorted(enumerate(named), key=rank)
-    return [(name, named[name]) for _, name in ordered]
+    named = list(net.named_parameters())
+    rank = {name: index for index, name in enumerate(_TEXT_ORDER)}
+    text = [i for i, (name, _) in enumerate(named) if name.startswith("text_encoder.")]
+    ordered = sorted((named[i] for i in text), key=lambda item: rank.get(item[0].split(".")[1], len(rank)))
+    for slot, item in zip(text, ordered):
+        named[slot] = item
+    return named
