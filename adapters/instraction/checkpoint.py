@@ -222,13 +222,11 @@ def load_instraction_net(path: str | os.PathLike, *, frames: int | None = None, 
         saved_config = config_from_payload(loaded.payload, base=config)
         config = dataclasses.replace(config, **{name: getattr(saved_config, name) for name in _HEAD_FIELDS})
     dims = dims_from_state_dict(state, loaded.path, config, vision_heads=vision_heads, text_heads=text_heads)
-    rows = state[TEMPORAL_KEY].shape[1]
-    count = frames or rows
-    if count > 1:
-        state[TEMPORAL_KEY] = interpolate_temporal(state[TEMPORAL_KEY], count)
-    dims = dataclasses.replace(dims, backbone=dataclasses.replace(dims.backbone,
-                                                                  checkpoint_frames=state[TEMPORAL_KEY].shape[1]))
-    net = InstrActionNet(dims, config, frames=count if count > 1 else rows)
+    count = frames or state[TEMPORAL_KEY].shape[1]
+    # The release builds the model for the clip length and interpolates the table to it on load.
+    state[TEMPORAL_KEY] = interpolate_temporal(state[TEMPORAL_KEY], count)
+    dims = dataclasses.replace(dims, backbone=dataclasses.replace(dims.backbone, checkpoint_frames=count))
+    net = InstrActionNet(dims, config, frames=count)
     skip = tuple(prefix for prefix, built in (("action_perceiver.", net.action_perceiver is not None),
                                               ("text_decoder.", net.text_decoder is not None),
                                               ("text_action_projection.", dims.projection is not None)) if not built)
