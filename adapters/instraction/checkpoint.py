@@ -116,6 +116,16 @@ def config_from_payload(payload: Mapping[str, Any], base: InstrActionConfig | No
         "vtc_weight": weights.get("vtc"), "hn_weight": weights.get("hard_negative"), "dtw_weight": weights.get("dtw"),
         "mam_weight": weights.get("mam"),
         "drop_path_rate": _section(saved, "backbone").get("drop_path_rate"),
+        "unfreeze_last_vision_blocks": _section(saved, "finetune", "vision").get("unfreeze_last_blocks"),
+        "freeze_temporal_position": _section(saved, "finetune", "vision").get("freeze_temporal_position"),
+        "freeze_spatial_position": _section(saved, "finetune", "vision").get("freeze_spatial_position"),
+        "freeze_patch_embedding": _section(saved, "finetune", "vision").get("freeze_patch_embedding"),
+        "freeze_text": _section(saved, "finetune", "text").get("freeze"),
+        "unfreeze_last_text_blocks": _section(saved, "finetune", "text").get("unfreeze_last_blocks"),
+        "unfreeze_token_embedding": _section(saved, "finetune", "text").get("unfreeze_token_embedding"),
+        "lr_backbone": _section(saved, "finetune", "lr_multiplier").get("backbone"),
+        "lr_embeddings": _section(saved, "finetune", "lr_multiplier").get("embeddings"),
+        "lr_action_modules": _section(saved, "finetune", "lr_multiplier").get("action_modules"),
     }
     values.update({key: value for key, value in table.items() if value is not None})
     args = payload.get("args")
@@ -126,6 +136,7 @@ def config_from_payload(payload: Mapping[str, Any], base: InstrActionConfig | No
         values["use_dtw"] = full or bool(args.get("use_dtw", False))
         values["use_mam"] = full or bool(args.get("use_mam", False))
         values["use_action_perceiver"] = full or bool(args.get("use_action_perceiver", False))
+        values["freeze_backbone"] = bool(args.get("freeze_backbone", False))
         if args.get("hard_negative_type") is not None:
             values["hard_negative_type"] = args["hard_negative_type"]
     return dataclasses.replace(base, **values)

@@ -100,7 +100,9 @@ class InstrActionConfig:
     text_heads: int = 8
     vocab_size: int = 49408
 
-    # Fine-tuning policy (config.yaml finetune, adapters/internvideo.py configure_finetuning).
+    # Fine-tuning policy (config.yaml finetune, adapters/internvideo.py configure_finetuning);
+    # freeze_backbone is args.py's --freeze-backbone (both towers frozen whole).
+    freeze_backbone: bool = False
     unfreeze_last_vision_blocks: int = 2
     freeze_temporal_position: bool = False
     freeze_spatial_position: bool = True

@@ -88,6 +88,8 @@ def trainable_names(net: InstrActionNet, config: InstrActionConfig) -> set[str]:
     first_text = text_blocks - min(config.unfreeze_last_text_blocks, text_blocks)
     for name, _ in net.named_parameters():
         top, _, rest = name.partition(".")
+        if config.freeze_backbone and top in ("vision_encoder", "text_encoder"):
+            continue
         if top == "vision_encoder":
             member = rest.split(".")[0]
             if member in ("ln_pre", "ln_post", "proj"):

@@ -185,6 +185,10 @@ def test_parameter_groups_follow_the_release(recipe):
     assert by_name["vision_encoder.transformer.resblocks.2.attn.in_proj_bias"].weight_decay
     assert names[-1].startswith("text_decoder.")
     assert {p.requires_grad for name, p in net.named_parameters() if name.startswith("text_encoder.")} == {False}
+    frozen = dataclasses.replace(TINY, freeze_backbone=True)
+    names = [group.name for group in recipe.parameter_groups(recipe.build(frozen), frozen)]
+    assert names[:3] == ["temperature", "action_mix", "distill_alpha"]
+    assert not any(name.startswith(("vision_encoder.", "text_encoder.")) for name in names)
 
 
 def test_saved_weights_load_through_create_model_with_equal_outputs(recipe, tmp_path):
