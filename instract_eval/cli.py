@@ -387,6 +387,85 @@ def _progress(console):
                     console=console, transient=True)
 
 
+@app.command("features")
+def features(
+    out: Annotated[Path, typer.Option("--out", help="Directory for the feature files: OUT/<video_id>.npy ([T, C] "
+                                      "float32) and OUT/features.json (fps, window, stride, model fingerprint, "
+                                      "frame spec, per-video counts).", file_okay=False)],
+    model: Annotated[str, typer.Option("--model", "-m", metavar="NAME", help="A feature extractor (videomae, "
+                                       "vjepa2, milnce-s3d ...) or a dual encoder (its encode_video), see `instract-eval "
+                                       "list models`; or package.module:factory.")],
+    model_args: Annotated[Optional[str], typer.Option(
+        "--model-args", metavar="KEY=VALUE,...", help="key=value,... for the model's factory.")] = None,
+    videos: Annotated[Optional[Path], typer.Option(
+        "--videos", help="Extract every video file directly in this directory (the file stem is the id).",
+        file_okay=False)] = None,
+    task: Annotated[Optional[str], typer.Option(
+        "--task", "-t", metavar="NAME", help="Extract the videos of this localization task, and write OUT/tasks.yaml "
+        "registering NAME-features, the same task on the feature files.")] = None,
+    include: Include = None,
+    data_root: DataRoot = None,
+    window: Annotated[Optional[int], typer.Option(
+        "--window", help="Frames per feature (default: the model's frame count; THUMOS14 with VideoMAEv2: 16).")] = None,
+    stride: Annotated[Optional[int], typer.Option(
+        "--stride", help="Frames between features (default: a quarter of the window; THUMOS14: 4).")] = None,
+    fps: Annotated[Optional[float], typer.Option(
+        "--fps", help="Rate the videos are resampled at (default: the model's, else the task's, else 30 as for "
+        "THUMOS14).")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Windows per forward pass; halved after an "
+                                            "out-of-memory error.")] = 8,
+    workers: Annotated[int, typer.Option("--workers", help="DataLoader worker processes decoding "
+                                         "videos (0: decode in the main process).")] = 0,
+    device: Annotated[Optional[str], typer.Option(
+        "--device", help="cuda, cuda:N, mps or cpu (default: the best available).")] = None,
+    precision: Annotated[str, typer.Option(
+        "--precision", help="fp32, or bf16/fp16 autocast (fp16 needs a GPU).")] = "fp32",
+    cache_dir: Annotated[Optional[Path], typer.Option(
+        "--cache-dir", help="Where model outputs are cached, keyed by the model's fingerprint, as for `run` "
+        "(default: $INSTRACT_EVAL_CACHE or ~/.cache/instract-eval).", file_okay=False)] = None,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace features in OUT made by another model or with other settings (refused "
+        "otherwise).")] = False,
+    debug: Debug = False,
+) -> None:
+    """Per-video feature files for feature-based TAL heads: batched, cached, resumable, distributed like `run`.
+
+    Feature i covers frames [i*stride, i*stride + window) of the video resampled at --fps; a video shorter than one window gets one feature from the whole video, flagged in features.json. Features already in OUT from the same model and settings are kept; a killed run resumes from the cache. Under `torchrun --nproc-per-node N -m instract_eval features ...` the windows are split over the ranks and rank 0 writes.
+    """
+    from rich.console import Console
+
+    from .adapters.registry import parse_model_args
+    from .encoding.distributed import close_process_group
+    from .runner.features import FeatureOptions, features_for
+    from .runner.run import ModelRequest
+
+    if (videos is None) == (task is None):
+        raise InputError("give either --videos DIR or --task TASK (one of them)", field="--videos")
+    options = FeatureOptions(out=out, window=window, stride=stride, fps=fps, batch_size=batch_size, workers=workers,
+                             device=device, precision=precision, overwrite=overwrite)
+    console = Console(stderr=True)
+    try:
+        with _progress(console) as progress:
+            report = features_for(ModelRequest(model, parse_model_args(model_args)), options, videos=videos,
+                                  task=task, include=list(include or ()), data_root=data_root, cache_root=cache_dir,
+                                  progress=progress)
+        if report.is_main:
+            typer.echo(plain(f"wrote features of {plural(len(report.extracted), 'video')} "
+                             f"({plural(report.num_features, 'feature')}, {report.feature_dim}-d) to {out}/"
+                             + (f"; kept {len(report.kept)} already there" if report.kept else "")
+                             + f"; window {report.window}, stride {report.stride} at {report.fps:g} fps "
+                             f"({report.fps_from})"))
+            if report.short:
+                typer.echo(plain(f"{plural(len(report.short), 'video')} shorter than one window got one feature "
+                                 f"from the whole video (flagged in features.json): "
+                                 + ", ".join(report.short[:5]) + (" ..." if len(report.short) > 5 else "")))
+            if report.task_name is not None:
+                typer.echo(plain(f"evaluate a feature localizer on it with: instract-eval run --model NAME --task "
+                                 f"{report.task_name} --include {report.tasks_file}"))
+    finally:
+        close_process_group()
+
+
 @app.command("compare")
 def compare(
     sources: Annotated[list[Path], typer.Argument(help="Result record files, or directories of them "
