@@ -476,8 +476,9 @@ def _intervals(names: Sequence[str], before: _Side, after: _Side, same_items: bo
     share one stream of draws (one per number of videos resampled) instead of each drawing it anew."""
     found: dict[str, tuple[tuple[float, float] | None, float | None, str]] = {}
     jobs: dict[str, tuple[PairedJob, PerSample]] = {}
+    pairings: dict[tuple[int, int, int], _Pairing] = {}
     for name in names:
-        prepared = _prepared(name, before, after, same_items)
+        prepared = _prepared(name, before, after, same_items, pairings)
         if isinstance(prepared, str):
             found[name] = (None, None, prepared)
         else:
@@ -494,7 +495,8 @@ def _intervals(names: Sequence[str], before: _Side, after: _Side, same_items: bo
     return {name: found[name] for name in names}
 
 
-def _prepared(name: str, before: _Side, after: _Side, same_items: bool) -> tuple[PairedJob, PerSample] | str:
+def _prepared(name: str, before: _Side, after: _Side, same_items: bool,
+              pairings: dict[tuple[int, int, int], _Pairing]) -> tuple[PairedJob, PerSample] | str:
     """The paired bootstrap to run for ``name`` (with the baseline's per-sample data), or why there is none."""
     if before.samples is None or after.samples is None:
         missing = " and ".join(side for side, s in (("baseline", before), ("candidate", after)) if s.samples is None)
@@ -509,33 +511,46 @@ def _prepared(name: str, before: _Side, after: _Side, same_items: bool) -> tuple
     first, second = before.samples.per_sample.get(name), after.samples.per_sample.get(name)
     if first is None or second is None:
         return "not in the sample log"
-    paired = _paired(first, second)
+    paired = _paired(first, second, pairings)
     if isinstance(paired, str):
         return paired
     values_a, values_b, clusters = paired
     return PairedJob(values_a, values_b, first.statistic, clusters), first
 
 
-def _paired(first: PerSample, second: PerSample) -> tuple[np.ndarray, np.ndarray, tuple[str, ...] | None] | str:
+_Pairing = tuple[np.ndarray, np.ndarray, "tuple[str, ...] | None"]
+
+
+def _paired(first: PerSample, second: PerSample, pairings: dict[tuple[int, int, int], _Pairing] | None = None
+            ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...] | None] | str:
     """Both runs' rows in one canonical order, by (video, sample id), and the cluster keys when videos repeat.
 
     The order is fixed by the data, not by the lines of either log, so that the same records give
     the same draws, intervals and verdicts however their logs are ordered. With every video
     distinct the cluster bootstrap draws exactly what the plain one draws, so no keys are passed
-    and `paired_bootstrap` may take its vectorised median.
+    and `paired_bootstrap` may take its vectorised median. ``pairings`` keeps the order of each
+    (ids, clusters, other ids) seen, by identity: the metrics of a task mostly share their rows,
+    and sorting 16,000 of them once per metric was a good part of the gate's fixed cost.
     """
     if first.statistic is not second.statistic:
         return "the two sample logs give this metric different statistics"
-    if set(first.ids) != set(second.ids):
-        return "the sample logs count different samples toward it"
-    rows = sorted(range(len(first.ids)), key=lambda row: (
-        "" if first.clusters is None else first.clusters[row], first.ids[row]))
-    position = {identifier: row for row, identifier in enumerate(second.ids)}
-    order = np.fromiter((position[first.ids[row]] for row in rows), dtype=np.int64, count=len(rows))
-    clusters = None if first.clusters is None else tuple(first.clusters[row] for row in rows)
-    if clusters is not None and len(set(clusters)) == len(clusters):
-        clusters = None
-    return first.values[np.asarray(rows, dtype=np.int64)], second.values[order], clusters
+    key = (id(first.ids), id(first.clusters), id(second.ids))
+    pairing = None if pairings is None else pairings.get(key)
+    if pairing is None:
+        if set(first.ids) != set(second.ids):
+            return "the sample logs count different samples toward it"
+        rows = sorted(range(len(first.ids)), key=lambda row: (
+            "" if first.clusters is None else first.clusters[row], first.ids[row]))
+        position = {identifier: row for row, identifier in enumerate(second.ids)}
+        order = np.fromiter((position[first.ids[row]] for row in rows), dtype=np.int64, count=len(rows))
+        clusters = None if first.clusters is None else tuple(first.clusters[row] for row in rows)
+        if clusters is not None and len(set(clusters)) == len(clusters):
+            clusters = None
+        pairing = (np.asarray(rows, dtype=np.int64), order, clusters)
+        if pairings is not None:
+            pairings[key] = pairing
+    rows, order, clusters = pairing
+    return first.values[rows], second.values[order], clusters
 
 
 def _task_notes(task: str, before: _Side, after: _Side) -> list[str]:

@@ -65,6 +65,8 @@ _STANDARD_NORMAL = NormalDist()
 _RELATIVE_TIE_TOLERANCE = 1e-12
 # Clustered median: the sorted rows are cut into this many chunks (see _ResampledStatistic._cluster_medians).
 _MEDIAN_CHUNKS = 32
+# Per-unit sums that are multiples of 1 / _EXACT_STEPS add exactly in any order (see _sums_exact_in_any_order).
+_EXACT_STEPS = 256.0
 
 
 @dataclass(frozen=True)
@@ -283,6 +285,42 @@ def _as_number(result: object, where: str) -> float:
 # Evaluating a statistic on resamples
 
 
+class _Batch:
+    """One batch of draws (``[b, G]`` unit indices) and, computed once for every statistic that
+    needs it, each resample's multiplicity of every unit (``[b, G]``: how often it drew unit g)."""
+
+    def __init__(self, drawn: np.ndarray):
+        self.drawn = drawn
+        self._multiplicity: np.ndarray | None = None
+        self._as_float: np.ndarray | None = None
+
+    @property
+    def multiplicity(self) -> np.ndarray:
+        if self._multiplicity is None:
+            resamples, width = self.drawn.shape
+            offsets = (np.arange(resamples, dtype=np.int64) * width)[:, None]
+            counts = np.bincount((self.drawn + offsets).ravel(), minlength=resamples * width)
+            self._multiplicity = counts.reshape(resamples, width)
+        return self._multiplicity
+
+    @property
+    def multiplicity_float(self) -> np.ndarray:
+        """The multiplicities as float64, for exact integer matrix products."""
+        if self._as_float is None:
+            self._as_float = self.multiplicity.astype(np.float64)
+        return self._as_float
+
+
+def _sums_exact_in_any_order(unit_sums: np.ndarray) -> bool:
+    """Whether any resample's total of these per-unit sums is exact in float64 whatever the order
+    of addition: every sum a multiple of 2^-8 (hits, half hits, integer and half ranks) and no
+    total (at most G of them) reaching 2^53 of those steps. Then a matrix product gives the very
+    numbers the gathered sums give."""
+    scaled = unit_sums * _EXACT_STEPS
+    return bool(np.all(scaled == np.round(scaled))) and (
+        unit_sums.shape[0] * float(np.abs(scaled).max(initial=0.0)) < 2.0**53)
+
+
 class _ResampledStatistic:
     """One statistic on one data array, evaluated on the full data, on resamples and leave-one-out."""
 
@@ -296,6 +334,7 @@ class _ResampledStatistic:
         if self.is_mean:
             self.unit_sums = np.bincount(units.unit_of_row, weights=values, minlength=units.count)
             self.unit_sizes = units.sizes
+            self.exact_sums = _sums_exact_in_any_order(self.unit_sums)
         if self.is_cluster_median:
             # Rows sorted by value and cut into a few chunks of consecutive rows; chunk_table[g, j]
             # counts unit g's rows in chunk j (see _cluster_medians).
@@ -312,18 +351,19 @@ class _ResampledStatistic:
     def full(self) -> float:
         return _as_number(self.statistic(self.values), "on the original data")
 
-    def on_resamples(self, drawn: np.ndarray) -> np.ndarray:
-        """Statistic of each resample; ``drawn`` is ``[b, G]`` unit indices from resample_indices."""
+    def on_resamples(self, batch: _Batch) -> np.ndarray:
+        """Statistic of each resample of ``batch`` (``[b, G]`` unit indices from resample_indices)."""
+        drawn = batch.drawn
         if self.is_mean:
             return self.unit_sums[drawn].sum(axis=1) / self.unit_sizes[drawn].sum(axis=1)
         if self.is_axis_reducer:
             return np.asarray(self.statistic(self.values[drawn], axis=1), dtype=np.float64)
         if self.is_cluster_median:
-            return self._cluster_medians(drawn)
+            return self._cluster_medians(batch)
         rows = self.units.rows
         return np.array([_as_number(self.statistic(self.values[rows(row)]), "on a resample") for row in drawn])
 
-    def _cluster_medians(self, drawn: np.ndarray) -> np.ndarray:
+    def _cluster_medians(self, batch: _Batch) -> np.ndarray:
         """``numpy.median`` of each resample's rows, without gathering those rows one resample at a time.
 
         Resample ``b`` holds each row as often as it drew the row's unit (``multiplicity[b, g]``).
@@ -335,10 +375,8 @@ class _ResampledStatistic:
         count) or ``(low + high) / 2`` of the two middle ones, as numpy computes it: the same
         numbers in the same operation, so the same result to the bit.
         """
-        resamples, width = drawn.shape
-        offsets = (np.arange(resamples, dtype=np.int64) * width)[:, None]
-        multiplicity = np.bincount((drawn + offsets).ravel(), minlength=resamples * width).reshape(resamples, width)
-        per_chunk = np.cumsum((multiplicity.astype(np.float64) @ self.chunk_table).astype(np.int64), axis=1)
+        multiplicity = batch.multiplicity
+        per_chunk = np.cumsum((batch.multiplicity_float @ self.chunk_table).astype(np.int64), axis=1)
         total = per_chunk[:, -1]
         low = self._kth_smallest(multiplicity, per_chunk, (total - 1) // 2)
         high = self._kth_smallest(multiplicity, per_chunk, total // 2)
@@ -353,7 +391,7 @@ class _ResampledStatistic:
         for j in np.unique(chunk):  # the few chunks around the medians
             rows = np.flatnonzero(chunk == j)
             first, last = int(self.chunk_edges[j]), int(self.chunk_edges[j + 1])
-            running = np.cumsum(multiplicity[rows][:, self.unit_by_value[first:last]], axis=1)
+            running = np.cumsum(multiplicity[rows[:, None], self.unit_by_value[None, first:last]], axis=1)
             found[rows] = self.sorted_values[first + np.count_nonzero(running <= inside[rows, None], axis=1)]
         return found
 
@@ -368,11 +406,11 @@ class _ResampledStatistic:
 
 
 def _distribution(
-    evaluate: Callable[[np.ndarray], np.ndarray], num_units: int, n_resamples: int, seed: int, batch_size: int | None
+    evaluate: Callable[[_Batch], np.ndarray], num_units: int, n_resamples: int, seed: int, batch_size: int | None
 ) -> np.ndarray:
     """The statistic on every resample, in draw order."""
-    return _checked_distribution([evaluate(drawn) for drawn in resample_indices(num_units, n_resamples, seed,
-                                                                                batch_size=batch_size)])
+    return _checked_distribution([evaluate(_Batch(drawn)) for drawn in resample_indices(num_units, n_resamples, seed,
+                                                                                        batch_size=batch_size)])
 
 
 def _checked_distribution(parts: Sequence[np.ndarray]) -> np.ndarray:
@@ -570,7 +608,8 @@ class PairedJob:
 class _PairedRun:
     """A checked :class:`PairedJob`: both runs' statistics on the same units, ready for the draws."""
 
-    def __init__(self, job: PairedJob, n_resamples: object, confidence: object, seed: object, method: object):
+    def __init__(self, job: PairedJob, n_resamples: object, confidence: object, seed: object, method: object,
+                 known_units: dict[tuple[int, int], _Units] | None = None):
         first = _check_values(job.values_a, "values_a")
         second = _check_values(job.values_b, "values_b")
         if first.shape != second.shape:
@@ -580,14 +619,30 @@ class _PairedRun:
             )
         self.method = _check_options(job.statistic, n_resamples, confidence, seed, method)
         self.confidence, self.n_resamples = float(confidence), int(n_resamples)  # type: ignore[arg-type]
-        self.units = _units(job.clusters, first.shape[0])
+        # Jobs that pass the very same cluster keys (one task's metrics) number their units once.
+        key = (id(job.clusters), first.shape[0])
+        if known_units is None or job.clusters is None or key not in known_units:
+            self.units = _units(job.clusters, first.shape[0])
+            if known_units is not None and job.clusters is not None:
+                known_units[key] = self.units
+        else:
+            self.units = known_units[key]
         self.num_samples = int(first.shape[0])
         self.run_a = _ResampledStatistic(first, job.statistic, self.units)
         self.run_b = _ResampledStatistic(second, job.statistic, self.units)
         self.estimate_a, self.estimate_b = self.run_a.full(), self.run_b.full()
 
-    def on_resamples(self, drawn: np.ndarray) -> np.ndarray:
-        return self.run_b.on_resamples(drawn) - self.run_a.on_resamples(drawn)
+    @property
+    def stackable(self) -> bool:
+        """A mean whose per-unit sums add exactly in any order (both runs): `paired_bootstraps`
+        evaluates all such jobs of a batch in one matrix product."""
+        return self.run_a.is_mean and self.run_a.exact_sums and self.run_b.exact_sums
+
+    def stacked_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.run_a.unit_sums, self.run_b.unit_sums, self.units.sizes.astype(np.float64)
+
+    def on_resamples(self, batch: _Batch) -> np.ndarray:
+        return self.run_b.on_resamples(batch) - self.run_a.on_resamples(batch)
 
     def leave_one_out(self) -> np.ndarray:
         return self.run_b.leave_one_out() - self.run_a.leave_one_out()
@@ -638,9 +693,10 @@ def paired_bootstraps(
     some resample, an undefined BCa interval), so that one job's failure does not stop the others.
     """
     prepared: list[_PairedRun | PairedBootstrapResult | ValueError] = []
+    known_units: dict[tuple[int, int], _Units] = {}
     for job in jobs:
         try:
-            prepared.append(_PairedRun(job, n_resamples, confidence, seed, method))
+            prepared.append(_PairedRun(job, n_resamples, confidence, seed, method, known_units))
         except ValueError as error:
             prepared.append(error)
     by_count: dict[int, list[int]] = {}
@@ -649,10 +705,22 @@ def paired_bootstraps(
             by_count.setdefault(run.units.count, []).append(index)
     for count, members in by_count.items():
         parts: dict[int, list[np.ndarray]] = {index: [] for index in members}
+        stacked = [index for index in members if prepared[index].stackable]  # type: ignore[union-attr]
+        table = np.column_stack([column for index in stacked
+                                 for column in prepared[index].stacked_columns()]) if stacked else None  # type: ignore[union-attr]
         for drawn in resample_indices(count, int(n_resamples), int(seed), batch_size=batch_size):
+            batch = _Batch(drawn)
+            if table is not None:
+                # Every stacked mean of the batch in one product: sums of A, of B and sizes per resample.
+                totals = batch.multiplicity_float @ table
+                for position, index in enumerate(stacked):
+                    sum_a, sum_b, size = totals[:, 3 * position], totals[:, 3 * position + 1], totals[:, 3 * position + 2]
+                    parts[index].append(sum_b / size - sum_a / size)
             for index in list(parts):
+                if index in stacked:
+                    continue
                 try:
-                    parts[index].append(prepared[index].on_resamples(drawn))  # type: ignore[union-attr]
+                    parts[index].append(prepared[index].on_resamples(batch))  # type: ignore[union-attr]
                 except ValueError as error:
                     prepared[index] = error
                     del parts[index]

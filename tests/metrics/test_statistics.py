@@ -126,31 +126,38 @@ def test_clustered_median_is_vectorised_and_equals_the_loop_to_the_bit(n, n_clus
     np.testing.assert_array_equal(result.distribution, generic.distribution)
 
 
-def test_paired_bootstraps_share_the_draws_and_equal_each_job_alone():
+def test_paired_bootstraps_share_the_draws_and_equal_the_loop_for_each_job():
     rng = np.random.default_rng(11)
-    keys = rng.integers(0, 40, size=150).tolist()  # 40 videos (some may be absent: count them)
+    keys = rng.integers(0, 40, size=150).tolist()  # about 40 videos
     other_keys = (np.arange(90) // 2).tolist()  # 45 videos: another stream of draws
     ranks_a, ranks_b = rng.integers(1, 30, size=150) / 2, rng.integers(1, 30, size=150) / 2
+    floats_a, floats_b = rng.random(150), rng.random(150)
     jobs = [PairedJob(ranks_a, ranks_b, np.median, keys),
-            PairedJob(ranks_a <= 3, ranks_b <= 3, np.mean, keys),
+            PairedJob(ranks_a <= 3, ranks_b <= 3, np.mean, keys),  # hits: one matrix product with the next
+            PairedJob(ranks_a, ranks_b, np.mean, keys),  # half ranks
+            PairedJob(floats_a, floats_b, np.mean, keys),  # sums not exact in any order: gathered per resample
             PairedJob(rng.random(90), rng.random(90), np.median, other_keys),
             PairedJob(ranks_a, ranks_b, lambda x: float(np.percentile(x, 75)), keys),
             PairedJob(ranks_a, ranks_b[:-1], np.mean, keys),  # bad input: its own error, the others go on
             PairedJob(ranks_a, ranks_b, lambda x: np.nan if x.max() < 14.5 else float(x.max()), keys)]
     shared = paired_bootstraps(jobs, n_resamples=120, seed=5, batch_size=50)
-    for job, result in zip(jobs, shared):
-        try:
-            alone = paired_bootstrap(job.values_a, job.values_b, job.statistic, clusters=job.clusters,
-                                     n_resamples=120, seed=5)
-        except ValueError as error:
-            assert isinstance(result, ValueError) and str(result) == str(error)
+    for number, (job, result) in enumerate(zip(jobs, shared)):
+        if number in (6, 7):
             continue
+        expected = (loop_distribution(job.statistic, [np.asarray(job.values_b, dtype=float)], job.clusters, 120, 5)
+                    - loop_distribution(job.statistic, [np.asarray(job.values_a, dtype=float)], job.clusters, 120, 5))
+        if number == 3:
+            np.testing.assert_allclose(result.distribution, expected, rtol=1e-12, atol=1e-15)
+        else:
+            np.testing.assert_array_equal(result.distribution, expected)
+        alone = paired_bootstrap(job.values_a, job.values_b, job.statistic, clusters=job.clusters,
+                                 n_resamples=120, seed=5)
         np.testing.assert_array_equal(result.distribution, alone.distribution)
-        assert (result.low, result.high, result.p_value, result.estimate) == (
-            alone.low, alone.high, alone.p_value, alone.estimate)
-    assert isinstance(shared[4], ValueError) and "same samples" in str(shared[4])
-    assert isinstance(shared[5], ValueError) and "finite on every resample" in str(shared[5])
-    assert not isinstance(shared[0], ValueError) and not isinstance(shared[2], ValueError)
+        assert (result.low, result.high, result.p_value) == (alone.low, alone.high, alone.p_value)
+    assert isinstance(shared[6], ValueError) and "same samples" in str(shared[6])
+    assert isinstance(shared[7], ValueError) and "finite on every resample" in str(shared[7])
+    with pytest.raises(ValueError, match="finite on every resample"):
+        paired_bootstrap(jobs[7].values_a, jobs[7].values_b, jobs[7].statistic, clusters=keys, n_resamples=120, seed=5)
 
 
 def test_two_column_statistic_resamples_rows_together():
