@@ -47,9 +47,10 @@ class InstrAction(TorchAdapter):
     name = FAMILY
 
     def __init__(self, net: InstrActionNet, *, spec: FrameSpec, checkpoint: str | os.PathLike | None,
-                 settings: str = ""):
+                 settings: str = "", tokens: str = "actions"):
         super().__init__(spec=spec, checkpoint=checkpoint, settings=settings)
         self.net = net
+        self.tokens = tokens
 
     @torch.no_grad()
     def encode_video(self, clips: torch.Tensor) -> torch.Tensor:
@@ -61,8 +62,13 @@ class InstrAction(TorchAdapter):
 
     @torch.no_grad()
     def encode_video_tokens(self, clips: torch.Tensor) -> torch.Tensor:
-        """``[B, T, 3, H, W]`` frames to ``[B, K, D]`` action tokens in temporal order."""
+        """``[B, T, 3, H, W]`` frames to ``[B, K, D]`` action tokens in temporal order, or with
+        ``tokens="frames"`` to ``[B, T, D]`` raw frame embeddings (each frame's patch tokens after
+        ``ln_post @ proj``, averaged): the two sides of the paper's Fig. 8 comparison."""
         require_clips(FAMILY, clips)
+        if self.tokens == "frames":
+            _, feat_3d = self.net.vision(clips.to(self.device))
+            return feat_3d.mean(dim=2).float()
         if self.net.action_perceiver is None:
             raise InputError("instraction: this checkpoint has no Action Perceiver (a 'ViCLIP + HNs' ablation), so "
                              "it has no action tokens for the alignment task", field="--model")
@@ -114,13 +120,17 @@ CARD = ModelCard(
 
 @register_model(FAMILY, card=CARD)
 def instraction(checkpoint: str | os.PathLike | None = None, frames: int | None = None, num_frames: int | None = None,
-                vision_heads: int | None = None, text_heads: int | None = None) -> InstrAction:
+                vision_heads: int | None = None, text_heads: int | None = None, tokens: str = "actions") -> InstrAction:
     """InstrAction from an official ``epochNNNN.pth`` or a file our training wrote.
 
     ``frames`` (or the official name ``num_frames``): frames per clip, default the checkpoint's
     temporal table (16); another count interpolates that table linearly, as the release does when it
     builds for a clip length. ``vision_heads``/``text_heads``: for towers not following width // 64.
+    ``tokens``: what ``encode_video_tokens`` gives the alignment task: ``actions`` (the Perceiver's
+    K action tokens) or ``frames`` (one raw embedding per frame).
     """
+    if tokens not in ("actions", "frames"):
+        raise InputError(f"instraction: tokens must be 'actions' or 'frames', got {tokens!r}", field="--model-args")
     path = require_checkpoint(FAMILY, checkpoint)
     count = frame_count(FAMILY, frames, num_frames)
     optional_positive(FAMILY, vision_heads=vision_heads, text_heads=text_heads)
@@ -128,5 +138,5 @@ def instraction(checkpoint: str | os.PathLike | None = None, frames: int | None 
     dims = net.dims.backbone
     built = count or dims.checkpoint_frames
     spec = instraction_frame_spec(built, dims.image_size)
-    parts = f"heads={dims.vision_heads}/{dims.text_heads};frames={built}"
-    return InstrAction(net, spec=spec, checkpoint=path, settings=parts)
+    parts = f"heads={dims.vision_heads}/{dims.text_heads};frames={built}" + (";tokens=frames" if tokens == "frames" else "")
+    return InstrAction(net, spec=spec, checkpoint=path, settings=parts, tokens=tokens)

@@ -195,16 +195,25 @@ def text_example(item: TrainingItem, rng: random.Random, options: BatchOptions =
 
 def make_example(item: TrainingItem, rng: random.Random, *, video_root: str | os.PathLike,
                  options: BatchOptions = BatchOptions(), tokenizer: ClipBPE | None = None,
-                 threads: int | None = None) -> Example:
+                 threads: int | None = None, frame_cache: dict | None = None) -> Example:
     """The official example of ``item``: its clip decoded by the harness pipeline, and its text rows.
 
     A missing video is an `InputError` naming the annotation file, the caption and the video
     (the official loader drops such items when it starts; here the caller decides).
+    ``frame_cache`` (a dict the caller keeps) holds decoded clips by request: the frames of a clip
+    never depend on the draw, so a small split (the synthetic one) is decoded once, not once per
+    epoch; only the text rows are drawn anew.
     """
     path = video_path(item, video_root)
     if not path.is_file():
         raise InputError(f"video file not found: {path}", path=item.source or None, field=f"{item.caption!r}.video_id")
-    video = load_clip(clip_request(item, video_root, options), frame_spec(options), threads=threads)[0]
+    request = clip_request(item, video_root, options)
+    key = (request, options)
+    video = None if frame_cache is None else frame_cache.get(key)
+    if video is None:
+        video = load_clip(request, frame_spec(options), threads=threads)[0]
+        if frame_cache is not None:
+            frame_cache[key] = video
     text, text_mask, num_verbs, mask = text_example(item, rng, options, tokenizer)
     return Example(idx=item.group, video=video.permute(1, 0, 2, 3).contiguous(), text=text, text_mask=text_mask,
                    num_verbs=num_verbs, action_mask=mask)

@@ -148,9 +148,9 @@ class MaskedActionDecoder(nn.Module):
             for _ in range(depth)])
         self.to_logits = nn.Sequential(GainLayerNorm(dim), nn.Linear(dim, vocab_size, bias=False))
 
-    def logits(self, text_features: torch.Tensor, action_tokens: torch.Tensor, ids: torch.Tensor,
+    def hidden(self, text_features: torch.Tensor, action_tokens: torch.Tensor, ids: torch.Tensor,
                action_mask: torch.Tensor) -> torch.Tensor:
-        """``[B, N, V]`` logits of the caption with its ``action_mask`` positions masked."""
+        """``[B, N, dim]`` decoder states of the caption with its ``action_mask`` positions masked."""
         if text_features.shape[-1] != self.dim or action_tokens.shape[-1] != self.context_dim:
             raise InputError(f"the MAM decoder is {self.dim} wide over {self.context_dim}-wide action tokens; got "
                              f"text features of width {text_features.shape[-1]} and tokens of width "
@@ -164,14 +164,23 @@ class MaskedActionDecoder(nn.Module):
         for self_attention, cross_attention in self.multimodal_layers:
             x = x + self_attention(x, visible)
             x = x + cross_attention(x, action_tokens)
-        return self.to_logits(x)
+        return x
+
+    def logits(self, text_features: torch.Tensor, action_tokens: torch.Tensor, ids: torch.Tensor,
+               action_mask: torch.Tensor) -> torch.Tensor:
+        """``[B, N, V]`` logits of the caption with its ``action_mask`` positions masked."""
+        return self.to_logits(self.hidden(text_features, action_tokens, ids, action_mask))
 
     def forward(self, text_features: torch.Tensor, action_tokens: torch.Tensor, ids: torch.Tensor,
                 action_mask: torch.Tensor) -> torch.Tensor:
-        """The MAM loss: cross-entropy at the masked, non-padding positions against the original ids."""
-        logits = self.logits(text_features, action_tokens, ids, action_mask)
-        ids = ids.to(device=logits.device, dtype=torch.long)
-        targets = action_mask.to(device=logits.device, dtype=torch.bool) & (ids != self.pad_id)
+        """The MAM loss: cross-entropy at the masked, non-padding positions against the original ids.
+
+        The vocabulary head runs on those positions only (its LayerNorm and projection act per
+        position, so the loss is the release's, which projects every position): at the release's
+        sizes that is a few of 32 x 49,408 logits per caption."""
+        x = self.hidden(text_features, action_tokens, ids, action_mask)
+        ids = ids.to(device=x.device, dtype=torch.long)
+        targets = action_mask.to(device=x.device, dtype=torch.bool) & (ids != self.pad_id)
         if not targets.any():
-            return logits.sum() * 0.0   # stays on the graph, so every rank's backward sees the decoder
-        return F.cross_entropy(logits[targets], ids[targets])
+            return self.to_logits(x[:1, :1]).sum() * 0.0   # on the graph, so every rank's backward sees the decoder
+        return F.cross_entropy(self.to_logits(x[targets]), ids[targets])

@@ -25,6 +25,7 @@ From the release (``model/main.py``, ``train.py``, ``models/build.py``,
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import random
 from collections.abc import Mapping, Sequence
@@ -147,11 +148,13 @@ def _example_options(config: InstrActionConfig):
                         hard_negative_type=config.hard_negative_type)
 
 
+@functools.lru_cache(maxsize=8)
 def _split_root(data: DataSource) -> Path:
+    """The split's directory; the synthetic one is generated (once, then reused) under ``ROOT/instract``."""
     if data.synth:
         from instract_eval.synth.training import ensure_instract_training
 
-        return Path(ensure_instract_training(data.root, seed=data.seed).root)
+        return Path(ensure_instract_training(data.root / "instract", seed=data.seed).root)
     return Path(data.root)
 
 
@@ -212,7 +215,9 @@ class InstrActionRecipe(TrainingRecipe):
 
         root = _split_root(data)
         videos = root / VIDEOS if root.is_dir() else root.parent / VIDEOS
-        return make_example(item, rng, video_root=videos, options=_example_options(config), threads=1)
+        cache = self.__dict__.setdefault("_frame_cache", {}) if data.synth else None
+        return make_example(item, rng, video_root=videos, options=_example_options(config), threads=1,
+                            frame_cache=cache)
 
     def collate(self, examples: Sequence[Any]) -> dict[str, Any]:
         """The official batch dict (what PyTorch's default collate makes of the official examples)."""
