@@ -143,6 +143,7 @@ class FeatureReport:
 
     is_main: bool
     out: Path
+    model: str
     fingerprint: str
     feature_dim: int
     fps: float
@@ -319,9 +320,9 @@ def extract_features(model_request: ModelRequest, videos: Sequence[tuple[str, st
     listed = dict(existing["videos"]) if existing is not None and not options.overwrite else {}
     feature_dim = existing.get("feature_dim") if existing is not None and not options.overwrite else None
     stale = set(existing["videos"]) if existing is not None and options.overwrite else set()
-    report = FeatureReport(is_main=ranks.is_main, out=out, fingerprint=fingerprint, feature_dim=feature_dim or 0,
-                           fps=fps, window=window, stride=stride, fps_from=fps_from, kept=sorted(kept),
-                           short=sorted(plan.video_id for plan in plans if plan.short))
+    report = FeatureReport(is_main=ranks.is_main, out=out, model=model_request.name, fingerprint=fingerprint,
+                           feature_dim=feature_dim or 0, fps=fps, window=window, stride=stride, fps_from=fps_from,
+                           kept=sorted(kept), short=sorted(plan.video_id for plan in plans if plan.short))
     before = Counter(encoder.counts)
     for group in _groups(todo):
         arrays = _encode_group(encoder, group, spec, short_spec, method, window=window, stride=stride, fps=fps)
@@ -531,14 +532,15 @@ def write_task_copy(out: Path, spec: Any, location: Any, report: FeatureReport) 
     entry["data"] = data
     entry["protocol"] = {key: value for key, value in dict(spec.protocol).items()
                          if key not in ("sampling", "fps", "size")}
-    entry["description"] = (f"{spec.description} On feature files of {report.fingerprint[:12]} "
-                            f"(window {report.window}, stride {report.stride} at {report.fps:g} fps).")
+    entry["description"] = (f"{spec.description} On feature files of {report.model} (fingerprint "
+                            f"{report.fingerprint[:12]}; window {report.window}, stride {report.stride} at "
+                            f"{report.fps:g} fps).")
     path = out / TASKS_FILE
     tasks: dict[str, Any] = {}
     if path.is_file():
         text = path.read_text(encoding="utf-8")
         if not text.startswith(_OUR_TASKS_HEADER):
-            raise InputError(f"exists and was not written by instract-eval features; move it away", path=path)
+            raise InputError("exists and was not written by instract-eval features; move it away", path=path)
         document = yaml.safe_load(text) or {}
         tasks = dict(document.get("tasks") or {})
     tasks[name] = _plain(entry)
