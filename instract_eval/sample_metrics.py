@@ -49,6 +49,7 @@ import numpy as np
 
 from .errors import InputError
 from .metrics.ranking import TIE_POLICIES, rank_counts, ranks_from_counts, recall_at_k_per_query
+from .metrics.statistics import CountStatistic
 from .results import is_finite_number
 
 __all__ = ["PerSample", "SampleMetrics", "sample_metrics", "VIDEO_KINDS"]
@@ -348,12 +349,12 @@ def _classification(log: _Log, record: Mapping[str, Any], gated: list[str],
         ids, keys = log.select(rows, clusters)
         unseen = (groups[rows] == "unseen").astype(np.float64)
         if metric == "accuracy":
-            values, statistic = ((np.column_stack((unseen, hit[rows])), _harmonic_accuracy) if harmonic
+            values, statistic = ((np.column_stack((unseen, hit[rows])), HARMONIC_ACCURACY) if harmonic
                                  else (hit[rows], np.mean))
         else:
             pair = np.column_stack((truth[rows], predicted[rows]))
-            values, statistic = ((np.column_stack((unseen, pair)), _harmonic_macro_f1) if harmonic
-                                 else (pair, _macro_f1))
+            values, statistic = ((np.column_stack((unseen, pair)), HARMONIC_MACRO_F1) if harmonic
+                                 else (pair, MACRO_F1))
         built[name] = PerSample(ids, keys, values, statistic)
     return built
 
@@ -384,7 +385,7 @@ def _synonym_runs(log: _Log, record: Mapping[str, Any], group: str, metric: str,
     ids, keys = log.select(rows, clusters)
     if metric == "accuracy":
         return PerSample(ids, keys, (codes == truth[rows, None]).mean(axis=1), np.mean)
-    return PerSample(ids, keys, np.column_stack((truth[rows], codes)), _mean_macro_f1_over_runs)
+    return PerSample(ids, keys, np.column_stack((truth[rows], codes)), MEAN_MACRO_F1_OVER_RUNS)
 
 
 def _mean_macro_f1_over_runs(values: np.ndarray) -> float:
@@ -440,6 +441,159 @@ def _harmonic(seen: float, unseen: float) -> float:
     if math.isnan(seen) or math.isnan(unseen):
         return math.nan
     return 0.0 if seen + unseen == 0.0 else 2.0 * seen * unseen / (seen + unseen)
+
+
+# The classification statistics as counts that add over rows (`CountStatistic`): the gate
+# evaluates them for a whole batch of resamples from one matrix product, where it called them once
+# per resample. Each ``from_totals`` repeats its function's arithmetic on the totals, operation
+# for operation, so that both give the same numbers to the bit (tests/regress compares them).
+
+
+def _one_hot(codes: np.ndarray, width: int, where: np.ndarray | None = None) -> np.ndarray:
+    """``[N, width]`` 0/1 rows: a 1 at each row's code (nowhere where ``where`` is False)."""
+    table = np.zeros((codes.shape[0], width))
+    rows = np.arange(codes.shape[0]) if where is None else np.flatnonzero(where)
+    table[rows, codes[rows]] = 1.0
+    return table
+
+
+def _class_counts(truth: np.ndarray, predicted: np.ndarray, width: int) -> np.ndarray:
+    """Per row ``[actual (width), guessed (width), hits (width)]``: what `_macro_f1` counts."""
+    return np.hstack((_one_hot(truth, width), _one_hot(predicted, width), _one_hot(truth, width, truth == predicted)))
+
+
+def _f1_over_present(actual: np.ndarray, guessed: np.ndarray, hits: np.ndarray) -> np.ndarray:
+    """`_macro_f1` for each resample from its class totals (``[b, K]``, or ``[b, R, K]`` per run).
+
+    Resamples are grouped by which classes are present, and each group's F1 values are summed
+    over exactly those classes in class order, as `_macro_f1` sums ``f1[present]``.
+    """
+    present = actual > 0
+    result = np.full(actual.shape[0] if hits.ndim == 2 else hits.shape[:2], math.nan)
+    patterns, inverse = np.unique(present, axis=0, return_inverse=True)
+    for number, pattern in enumerate(patterns):
+        rows = np.flatnonzero(inverse.ravel() == number)
+        columns = np.flatnonzero(pattern)
+        if not columns.size:
+            continue
+        if hits.ndim == 2:
+            chosen = np.ix_(rows, columns)
+            f1 = 2.0 * hits[chosen] / (guessed[chosen] + actual[chosen])
+        else:
+            chosen = np.ix_(rows, np.arange(hits.shape[1]), columns)
+            f1 = 2.0 * hits[chosen] / (guessed[chosen] + actual[np.ix_(rows, columns)][:, None, :])
+        result[rows] = _sum_over_classes(f1) / columns.size
+    return result
+
+
+def _sum_over_classes(f1: np.ndarray) -> np.ndarray:
+    """The per-class F1 values summed over the last axis in the order the per-resample functions sum them.
+
+    `_macro_f1` sums a 1-D array: numpy's pairwise summation, which a C-ordered row reproduces.
+    `_mean_macro_f1_over_runs` sums ``[runs, classes]`` along the classes; with several runs that
+    array comes out of ``hits[:, present]`` in Fortran order, and numpy then adds each row's
+    entries one after another, class by class (with one run it is a 1-D row again, pairwise).
+    """
+    if f1.ndim == 3 and f1.shape[1] > 1:
+        total = f1[..., 0].copy()
+        for column in range(1, f1.shape[-1]):
+            total += f1[..., column]
+        return total
+    return np.ascontiguousarray(f1).sum(axis=-1)
+
+
+def _width(values: np.ndarray) -> int:
+    return int(values.max()) + 1
+
+
+def _harmonic_of(seen: np.ndarray, unseen: np.ndarray) -> np.ndarray:
+    """`_harmonic` elementwise: NaN where either is NaN, 0 where both are 0."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = 2.0 * seen * unseen / (seen + unseen)
+    return np.where(np.isnan(seen) | np.isnan(unseen), math.nan, np.where(seen + unseen == 0.0, 0.0, mean))
+
+
+class _MacroF1(CountStatistic):
+    """`_macro_f1` (rows ``[true class, predicted class]``)."""
+
+    def __call__(self, values: np.ndarray) -> float:
+        return _macro_f1(values)
+
+    def row_counts(self, values: np.ndarray) -> tuple[np.ndarray, int]:
+        codes = values.astype(np.intp)
+        width = _width(codes)
+        return _class_counts(codes[:, 0], codes[:, 1], width), width
+
+    def from_totals(self, totals: np.ndarray, width: int) -> np.ndarray:
+        actual, guessed, hits = np.split(totals, 3, axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return _f1_over_present(actual, guessed, hits)
+
+
+class _MeanMacroF1OverRuns(CountStatistic):
+    """`_mean_macro_f1_over_runs` (rows ``[true class, run 1 prediction, ..., run R prediction]``)."""
+
+    def __call__(self, values: np.ndarray) -> float:
+        return _mean_macro_f1_over_runs(values)
+
+    def row_counts(self, values: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+        codes = values.astype(np.intp)
+        width, truth, runs = _width(codes), codes[:, 0], codes.shape[1] - 1
+        parts = [_one_hot(truth, width)]
+        parts += [_one_hot(codes[:, 1 + run], width) for run in range(runs)]
+        parts += [_one_hot(truth, width, codes[:, 1 + run] == truth) for run in range(runs)]
+        return np.hstack(parts), (width, runs)
+
+    def from_totals(self, totals: np.ndarray, context: tuple[int, int]) -> np.ndarray:
+        width, runs = context
+        actual = totals[:, :width]
+        guessed = totals[:, width:width * (1 + runs)].reshape(-1, runs, width)
+        hits = totals[:, width * (1 + runs):].reshape(-1, runs, width)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.ascontiguousarray(_f1_over_present(actual, guessed, hits)).mean(axis=1)
+
+
+class _HarmonicAccuracy(CountStatistic):
+    """`_harmonic_accuracy` (rows ``[is unseen, hit]``)."""
+
+    def __call__(self, values: np.ndarray) -> float:
+        return _harmonic_accuracy(values)
+
+    def row_counts(self, values: np.ndarray) -> tuple[np.ndarray, None]:
+        unseen = values[:, 0] == 1
+        return np.column_stack((~unseen, np.where(unseen, 0.0, values[:, 1]), unseen,
+                                np.where(unseen, values[:, 1], 0.0))).astype(np.float64), None
+
+    def from_totals(self, totals: np.ndarray, context: None) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            seen = np.where(totals[:, 0] > 0, totals[:, 1] / totals[:, 0], math.nan)
+            unseen = np.where(totals[:, 2] > 0, totals[:, 3] / totals[:, 2], math.nan)
+        return _harmonic_of(seen, unseen)
+
+
+class _HarmonicMacroF1(CountStatistic):
+    """`_harmonic_macro_f1` (rows ``[is unseen, true class, predicted class]``)."""
+
+    def __call__(self, values: np.ndarray) -> float:
+        return _harmonic_macro_f1(values)
+
+    def row_counts(self, values: np.ndarray) -> tuple[np.ndarray, int]:
+        unseen = values[:, 0] == 1
+        codes = values[:, 1:].astype(np.intp)
+        width = _width(codes)
+        counts = _class_counts(codes[:, 0], codes[:, 1], width)
+        return np.hstack((counts * ~unseen[:, None], counts * unseen[:, None])), width
+
+    def from_totals(self, totals: np.ndarray, width: int) -> np.ndarray:
+        seen, unseen = np.split(totals, 2, axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f1 = [_f1_over_present(*np.split(group, 3, axis=1)) for group in (seen, unseen)]
+        both = (seen[:, :width].sum(axis=1) > 0) & (unseen[:, :width].sum(axis=1) > 0)
+        return np.where(both, _harmonic_of(*f1), math.nan)
+
+
+MACRO_F1, MEAN_MACRO_F1_OVER_RUNS = _MacroF1(), _MeanMacroF1OverRuns()
+HARMONIC_ACCURACY, HARMONIC_MACRO_F1 = _HarmonicAccuracy(), _HarmonicMacroF1()
 
 
 # ------------------------------------------------------------------------------------------------
