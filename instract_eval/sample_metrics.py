@@ -449,17 +449,13 @@ def _harmonic(seen: float, unseen: float) -> float:
 # for operation, so that both give the same numbers to the bit (tests/regress compares them).
 
 
-def _one_hot(codes: np.ndarray, width: int, where: np.ndarray | None = None) -> np.ndarray:
-    """``[N, width]`` 0/1 rows: a 1 at each row's code (nowhere where ``where`` is False)."""
-    table = np.zeros((codes.shape[0], width))
-    rows = np.arange(codes.shape[0]) if where is None else np.flatnonzero(where)
-    table[rows, codes[rows]] = 1.0
-    return table
-
-
-def _class_counts(truth: np.ndarray, predicted: np.ndarray, width: int) -> np.ndarray:
-    """Per row ``[actual (width), guessed (width), hits (width)]``: what `_macro_f1` counts."""
-    return np.hstack((_one_hot(truth, width), _one_hot(predicted, width), _one_hot(truth, width, truth == predicted)))
+def _class_counts(truth: np.ndarray, predicted: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Count entries ``(rows, columns)`` over ``[actual (width), guessed (width), hits (width)]``:
+    what `_macro_f1` counts."""
+    everyone = np.arange(truth.shape[0])
+    correct = np.flatnonzero(truth == predicted)
+    return (np.concatenate((everyone, everyone, correct)),
+            np.concatenate((truth, width + predicted, 2 * width + truth[correct])))
 
 
 def _f1_over_present(actual: np.ndarray, guessed: np.ndarray, hits: np.ndarray) -> np.ndarray:
@@ -519,10 +515,10 @@ class _MacroF1(CountStatistic):
     def __call__(self, values: np.ndarray) -> float:
         return _macro_f1(values)
 
-    def row_counts(self, values: np.ndarray) -> tuple[np.ndarray, int]:
+    def row_counts(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
         codes = values.astype(np.intp)
         width = _width(codes)
-        return _class_counts(codes[:, 0], codes[:, 1], width), width
+        return (*_class_counts(codes[:, 0], codes[:, 1], width), 3 * width, width)
 
     def from_totals(self, totals: np.ndarray, width: int) -> np.ndarray:
         actual, guessed, hits = np.split(totals, 3, axis=1)
@@ -536,13 +532,19 @@ class _MeanMacroF1OverRuns(CountStatistic):
     def __call__(self, values: np.ndarray) -> float:
         return _mean_macro_f1_over_runs(values)
 
-    def row_counts(self, values: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    def row_counts(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, tuple[int, int]]:
         codes = values.astype(np.intp)
         width, truth, runs = _width(codes), codes[:, 0], codes.shape[1] - 1
-        parts = [_one_hot(truth, width)]
-        parts += [_one_hot(codes[:, 1 + run], width) for run in range(runs)]
-        parts += [_one_hot(truth, width, codes[:, 1 + run] == truth) for run in range(runs)]
-        return np.hstack(parts), (width, runs)
+        everyone = np.arange(codes.shape[0])
+        rows, columns = [everyone], [truth]  # actual, then each run's guessed, then each run's hits
+        for run in range(runs):
+            rows.append(everyone)
+            columns.append(width * (1 + run) + codes[:, 1 + run])
+        for run in range(runs):
+            correct = np.flatnonzero(codes[:, 1 + run] == truth)
+            rows.append(correct)
+            columns.append(width * (1 + runs + run) + truth[correct])
+        return np.concatenate(rows), np.concatenate(columns), width * (1 + 2 * runs), (width, runs)
 
     def from_totals(self, totals: np.ndarray, context: tuple[int, int]) -> np.ndarray:
         width, runs = context
@@ -559,10 +561,14 @@ class _HarmonicAccuracy(CountStatistic):
     def __call__(self, values: np.ndarray) -> float:
         return _harmonic_accuracy(values)
 
-    def row_counts(self, values: np.ndarray) -> tuple[np.ndarray, None]:
-        unseen = values[:, 0] == 1
-        return np.column_stack((~unseen, np.where(unseen, 0.0, values[:, 1]), unseen,
-                                np.where(unseen, values[:, 1], 0.0))).astype(np.float64), None
+    def row_counts(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, None]:
+        """Columns ``[seen rows, seen hits, unseen rows, unseen hits]`` (hits are 0 or 1)."""
+        if not np.isin(values[:, 1], (0.0, 1.0)).all():
+            raise ValueError("the harmonic accuracy counts hits: each row's hit must be 0 or 1")
+        everyone = np.arange(values.shape[0])
+        group = 2 * (values[:, 0] == 1).astype(np.intp)
+        hit = np.flatnonzero(values[:, 1] == 1)
+        return np.concatenate((everyone, hit)), np.concatenate((group, group[hit] + 1)), 4, None
 
     def from_totals(self, totals: np.ndarray, context: None) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -577,12 +583,12 @@ class _HarmonicMacroF1(CountStatistic):
     def __call__(self, values: np.ndarray) -> float:
         return _harmonic_macro_f1(values)
 
-    def row_counts(self, values: np.ndarray) -> tuple[np.ndarray, int]:
-        unseen = values[:, 0] == 1
+    def row_counts(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
         codes = values[:, 1:].astype(np.intp)
         width = _width(codes)
-        counts = _class_counts(codes[:, 0], codes[:, 1], width)
-        return np.hstack((counts * ~unseen[:, None], counts * unseen[:, None])), width
+        rows, columns = _class_counts(codes[:, 0], codes[:, 1], width)
+        unseen = (values[rows, 0] == 1).astype(np.intp)  # the unseen group's counts follow the seen group's
+        return rows, columns + 3 * width * unseen, 6 * width, width
 
     def from_totals(self, totals: np.ndarray, width: int) -> np.ndarray:
         seen, unseen = np.split(totals, 2, axis=1)

@@ -124,9 +124,11 @@ class CountStatistic:
     Macro F1 needs each class's true, predicted and correct counts; a harmonic mean of two group
     accuracies needs each group's rows and hits. Such a statistic says so by subclassing this:
     ``__call__(values)`` is the statistic itself (used on the original data and for the
-    jackknife); ``row_counts(values)`` gives, once, each row's integer counts ``[N, k]`` and a
-    context (e.g. the number of classes); ``from_totals(totals, context)`` maps the summed counts
-    of each resample ``[b, k]`` to the statistic ``[b]``. A resample's totals are the per-unit
+    jackknife); ``row_counts(values)`` gives, once, the counts as entries, ``(rows, columns,
+    width, context)``: row ``rows[e]`` adds 1 to count ``columns[e]`` of ``width`` (e.g. a true
+    class, a predicted class, a hit), and a context (e.g. the number of classes);
+    ``from_totals(totals, context)`` maps the summed counts of each resample ``[b, width]`` to
+    the statistic ``[b]``. A resample's totals are the per-unit
     counts times its multiplicity of each unit, one matrix product for a whole batch, exact in
     float64 since they are whole numbers. ``from_totals`` must compute what ``__call__`` computes
     on that resample's rows, operation for operation, so that the result is the same to the bit
@@ -136,7 +138,7 @@ class CountStatistic:
     def __call__(self, values: np.ndarray) -> float:
         raise NotImplementedError
 
-    def row_counts(self, values: np.ndarray) -> tuple[np.ndarray, object]:
+    def row_counts(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, object]:
         raise NotImplementedError
 
     def from_totals(self, totals: np.ndarray, context: object) -> np.ndarray:
@@ -360,9 +362,9 @@ class _ResampledStatistic:
         self.is_cluster_median = statistic is np.median and values.ndim == 1 and not units.singletons
         self.is_counted = isinstance(statistic, CountStatistic)
         if self.is_counted:
-            counts, self.context = statistic.row_counts(values)
-            self.count_table = np.stack([np.bincount(units.unit_of_row, weights=column, minlength=units.count)
-                                         for column in np.asarray(counts, dtype=np.float64).T], axis=1)
+            rows, columns, width, self.context = statistic.row_counts(values)
+            self.count_table = np.bincount(units.unit_of_row[rows] * width + columns, minlength=units.count * width
+                                           ).reshape(units.count, width).astype(np.float64)
         if self.is_mean:
             self.unit_sums = np.bincount(units.unit_of_row, weights=values, minlength=units.count)
             self.unit_sizes = units.sizes
@@ -393,8 +395,11 @@ class _ResampledStatistic:
         if self.is_cluster_median:
             return self._cluster_medians(batch)
         if self.is_counted:
-            result = np.asarray(self.statistic.from_totals(batch.multiplicity_float @ self.count_table, self.context),
-                                dtype=np.float64)
+            # Resamples a few at a time, so that their totals stay within the batch's memory bound.
+            step = max(1, _INDICES_PER_BATCH // self.count_table.shape[1])
+            result = np.concatenate([np.asarray(self.statistic.from_totals(
+                batch.multiplicity_float[first:first + step] @ self.count_table, self.context), dtype=np.float64)
+                for first in range(0, batch.drawn.shape[0], step)])
             bad = ~np.isfinite(result)
             if bad.any():  # what the one-resample-at-a-time path says of the first such resample
                 _as_number(result[np.flatnonzero(bad)[0]], "on a resample")
