@@ -12,9 +12,11 @@ The directory (format ``instract-eval/features/v1``):
 
 - ``<video_id>.npy``: float32 ``[T, C]``;
 - ``features.json``: ``format, model, model_args, fingerprint, feature_dim, fps, window, stride,
-  offset, frame_spec, videos: {video_id: {num_features, duration, fps}}`` and, added here,
-  ``output`` (the model method), ``precision``, ``time_rule``, ``short_video_frame_spec`` and
-  per video ``frames`` (at ``fps``), ``file`` and, for a short video, ``short``;
+  offset, frame_spec, videos: {video_id: {num_features, duration, fps}}`` (a video's ``fps`` is the
+  feature grid's rate, the global ``fps``, since every video is resampled to it) and, added here,
+  ``output`` (the model method), ``precision``, ``time_rule``, ``short_video_frame_spec``,
+  ``source`` and per video ``source_fps`` (the file's own rate), ``frames`` (at ``fps``),
+  ``file`` and, for a short video, ``short``;
 - with ``--task``, ``tasks.yaml``: a copy of the localization task whose videos are these files.
 
 Time mapping (the ActionFormer convention): feature ``i`` covers frames ``[offset + i * stride,
@@ -334,7 +336,7 @@ def extract_features(model_request: ModelRequest, videos: Sequence[tuple[str, st
                              field="--model")
         feature_dim = dims.pop()
         for plan in group:
-            listed[plan.video_id] = _video_entry(plan)
+            listed[plan.video_id] = _video_entry(plan, fps)
             stale.discard(plan.video_id)
         report.extracted.extend(plan.video_id for plan in group)
         report.num_features += sum(plan.num_features for plan in group)
@@ -418,9 +420,11 @@ def _encode_group(encoder: Encoder, group: Sequence[VideoWindows], spec: FrameSp
     return arrays
 
 
-def _video_entry(plan: VideoWindows) -> dict[str, Any]:
-    entry: dict[str, Any] = {"num_features": plan.num_features, "duration": plan.duration, "fps": plan.source_fps,
-                             "frames": plan.frames, "file": f"{plan.video_id}.npy"}
+def _video_entry(plan: VideoWindows, fps: float) -> dict[str, Any]:
+    """A video's listing. Its ``fps`` is the rate of its feature grid (the run's ``fps``: every video is
+    resampled to it), the number heads multiply by; the file's own rate is ``source_fps``."""
+    entry: dict[str, Any] = {"num_features": plan.num_features, "duration": plan.duration, "fps": fps,
+                             "source_fps": plan.source_fps, "frames": plan.frames, "file": f"{plan.video_id}.npy"}
     if plan.short:
         entry["short"] = {"frames": plan.frames, "covers_s": [0.0, plan.duration], "why": SHORT_RULE}
     return entry

@@ -113,7 +113,8 @@ def test_metadata_maps_each_feature_to_the_centre_of_its_frames(tal_videos, tmp_
     assert (document["fps"], document["window"], document["stride"], document["offset"]) == (8.0, 8, 2, 0)
     assert document["model"] == "random" and document["output"] == "encode_video" and document["feature_dim"] == 64
     entry = document["videos"][VIDEO]
-    assert entry == {"num_features": 47, "duration": 12.625, "fps": 8.0, "frames": 101, "file": f"{VIDEO}.npy"}
+    assert entry == {"num_features": 47, "duration": 12.625, "fps": 8.0, "source_fps": 8.0, "frames": 101,
+                     "file": f"{VIDEO}.npy"}
     times = feature_times(entry["num_features"], fps=document["fps"], stride_frames=document["stride"],
                           window_frames=document["window"], offset_frames=document["offset"])
     # feature i saw frames 2i .. 2i + 7, each shown during [k/8, (k+1)/8): their centres average to (2i + 4) / 8
@@ -146,6 +147,8 @@ def test_a_feature_extractor_is_asked_for_extract_features(tal_videos, tmp_path)
                      options(tmp_path / "f", window=4, stride=4, fps=None))
     document = json.loads((tmp_path / "f" / "features.json").read_text())
     assert document["output"] == "extract_features" and document["feature_dim"] == 6
+    # the video's fps is the feature grid's (what a head multiplies by), its file's own rate is kept apart
+    assert document["videos"][VIDEO]["fps"] == 30.0 and document["videos"][VIDEO]["source_fps"] == 8.0
     features = read_features(tmp_path / "f" / f"{VIDEO}.npy")
     assert features.shape == ((378 - 4) // 4 + 1, 6)  # 12.625 s at 30 fps: 378 whole frames
     spec = FrameSpec(num_frames=4, sampling="fps", fps=30.0, size=16, crop=16, mean=(0.5,) * 3, std=(0.5,) * 3)
