@@ -23,12 +23,14 @@ are gathered for a whole chunk of resamples at once, ``mean* = sum(unit_sums[idx
 sum(unit_sizes[idx])``. ``numpy.median`` is vectorised too: with ``axis=1`` without clusters, and
 with clusters from each resample's multiplicity of every unit, counted over chunks of the sorted
 values (one resample at a time, a median rank at InstrAct-Dynamics size took about 6 s per 10,000
-resamples). Any other statistic is called once per resample. Several paired
-comparisons with the same number of units (the metrics of one task) share one stream of draws
-through :func:`paired_bootstraps`. A statistic of counts that add over rows (macro F1, harmonic
-means of group rates) is vectorised by subclassing :class:`CountStatistic`. Memory is bounded by ``batch_size`` resamples at a time
-(default: about 4 million drawn indices, 32 MB, plus the values they gather), whatever ``N`` and
-``n_resamples``; 100k samples x 10k resamples of the mean take a few seconds.
+resamples). A statistic of counts that add over rows (macro F1, harmonic means of group rates) is
+vectorised by subclassing :class:`CountStatistic`. Any other statistic is called once per
+resample. Several paired comparisons with the same number of units (the metrics of one task)
+share one stream of draws through :func:`paired_bootstraps`, which also evaluates all their means
+whose per-unit sums add exactly in any order (hits, whole and half ranks) in one matrix product
+per batch. Memory is bounded by ``batch_size`` resamples at a time (default: about 4 million
+drawn indices, 32 MB, plus the values they gather and the batch's multiplicities), whatever ``N``
+and ``n_resamples``; 100k samples x 10k resamples of the mean take a few seconds.
 
 Intervals. ``method="percentile"`` (default) or ``method="bca"`` (bias-corrected and accelerated),
 both computed as ``scipy.stats.bootstrap`` computes them; see :func:`bootstrap_ci`.
@@ -750,15 +752,15 @@ def paired_bootstraps(
     for count, members in by_count.items():
         parts: dict[int, list[np.ndarray]] = {index: [] for index in members}
         stacked = [index for index in members if prepared[index].stackable]  # type: ignore[union-attr]
-        table = np.column_stack([column for index in stacked
-                                 for column in prepared[index].stacked_columns()]) if stacked else None  # type: ignore[union-attr]
+        columns = [column for index in stacked for column in prepared[index].stacked_columns()]  # type: ignore
+        table = np.column_stack(columns) if stacked else None
         for drawn in resample_indices(count, int(n_resamples), int(seed), batch_size=batch_size):
             batch = _Batch(drawn)
             if table is not None:
                 # Every stacked mean of the batch in one product: sums of A, of B and sizes per resample.
                 totals = batch.multiplicity_float @ table
                 for position, index in enumerate(stacked):
-                    sum_a, sum_b, size = totals[:, 3 * position], totals[:, 3 * position + 1], totals[:, 3 * position + 2]
+                    sum_a, sum_b, size = (totals[:, 3 * position + offset] for offset in range(3))
                     parts[index].append(sum_b / size - sum_a / size)
             for index in list(parts):
                 if index in stacked:
