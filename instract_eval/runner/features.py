@@ -344,14 +344,12 @@ def extract_features(model_request: ModelRequest, videos: Sequence[tuple[str, st
             document = {**identity, "feature_dim": feature_dim, "time_rule": TIME_RULE,
                         "source": dict(source or {}), "videos": dict(sorted(listed.items()))}
             _write_group(out, arrays, document)
-    if ranks.is_main and stale:
-        for video_id in sorted(stale):  # an overwritten directory's files this run did not replace
+    if ranks.is_main:
+        # An overwritten directory's files that this run did not replace (the new features.json,
+        # written above, no longer lists them); only plain names in it, never a path elsewhere.
+        for video_id in sorted(name for name in stale if isinstance(name, str) and Path(name).name == name):
             with writing(out / f"{video_id}.npy"):
                 (out / f"{video_id}.npy").unlink(missing_ok=True)
-        if not todo:
-            document = {**identity, "feature_dim": feature_dim, "time_rule": TIME_RULE,
-                        "source": dict(source or {}), "videos": dict(sorted(listed.items()))}
-            _write_group(out, {}, document)
     report.feature_dim = int(feature_dim or 0)
     report.work = dict(Counter(encoder.counts) - before)
     report.seconds = time.perf_counter() - started
