@@ -17,6 +17,7 @@ table linearly interpolated to the clip length (``align_corners=False``, in both
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -56,8 +57,49 @@ def interpolate_temporal(table: torch.Tensor, frames: int) -> torch.Tensor:
 
 
 def read_instraction(path: str | os.PathLike) -> Checkpoint:
-    """The file's state dict (under ``model``) and its other entries, read safely."""
-    return unwrap_state_dict(read_checkpoint(path, family=FAMILY))
+    """The file's state dict (under ``model``) and its other entries, read safely; a safetensors
+    file's ``config`` metadata (what `write_packaged` stores) becomes ``payload['config']``."""
+    loaded = unwrap_state_dict(read_checkpoint(path, family=FAMILY))
+    saved = loaded.payload.get("config")
+    if isinstance(saved, Mapping) and "model_name" in saved and isinstance(saved.get("model"), Mapping):
+        loaded.payload["config"] = dict(saved["model"])   # a training-loop checkpoint: its model section
+    if loaded.format == "safetensors":
+        loaded.payload.update(_safetensors_config(loaded.path))
+        loaded.state_dict = {key: value.float() if value.dtype in (torch.float16, torch.bfloat16) else value
+                             for key, value in loaded.state_dict.items()}
+    return loaded
+
+
+PACKAGED_FORMAT = "instract-eval/instraction/v1"
+
+
+def _safetensors_config(path: os.PathLike) -> dict[str, Any]:
+    from safetensors import safe_open
+
+    with safe_open(os.fspath(path), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    if "config" not in metadata:
+        return {}
+    try:
+        config = json.loads(metadata["config"])
+    except json.JSONDecodeError:
+        raise InputError("the metadata entry 'config' is not JSON", path=path, field="config") from None
+    return {"config": config, "recipe": metadata.get("recipe")}
+
+
+def write_packaged(net: InstrActionNet, config: InstrActionConfig, path: str | os.PathLike) -> None:
+    """The evaluation weights as a small safetensors file: floating tensors in fp16, the MAM decoder
+    (a training head) left out, the config (head counts included) in the metadata. This is how the
+    shipped ``instraction-synth`` is stored; ``create_model("instraction", checkpoint=path)`` loads it."""
+    from safetensors.torch import save
+
+    from instract_eval.files import write_atomic
+
+    state = {key: (value.detach().cpu().to(torch.float16) if value.is_floating_point() else value.detach().cpu())
+             .contiguous() for key, value in net.state_dict().items() if not key.startswith("text_decoder.")}
+    metadata = {"format": PACKAGED_FORMAT, "recipe": FAMILY,
+                "config": json.dumps(dataclasses.asdict(config), sort_keys=True)}
+    write_atomic(path, save(state, metadata=metadata))
 
 
 def state_kind(state: Mapping[str, torch.Tensor]) -> str:

@@ -158,6 +158,41 @@ def _split_root(data: DataSource) -> Path:
     return Path(data.root)
 
 
+def recorded_config(net: InstrActionNet, config: InstrActionConfig) -> InstrActionConfig:
+    """``config`` with the head counts the network was actually built with (a file's own counts win
+    over the config's when training starts from it, and the tensors cannot tell heads apart)."""
+    dims = net.dims
+    values = {"vision_heads": dims.backbone.vision_heads, "text_heads": dims.backbone.text_heads}
+    if dims.perceiver is not None:
+        values.update(perceiver_heads=dims.perceiver.heads, perceiver_dim_head=dims.perceiver.dim_head)
+    if dims.decoder is not None:
+        values.update(decoder_heads=dims.decoder.heads, decoder_dim_head=dims.decoder.dim_head)
+    return dataclasses.replace(config, **values)
+
+
+def _lacks_modules(state: Mapping[str, torch.Tensor], config: InstrActionConfig) -> bool:
+    """Whether an InstrAction file lacks a module this config trains (an ablation without Perceiver
+    or decoder, e.g. the plain-contrastive pre-training of the synthetic backbone)."""
+    has = lambda prefix: any(key.startswith(prefix) for key in state)  # noqa: E731
+    return (config.perceiver_enabled and not has("action_perceiver.")) or (config.use_mam and not has("text_decoder."))
+
+
+def _init_from_ablation(init: Path, config: InstrActionConfig, loaded: Any) -> InstrActionNet:
+    """Train the full model from an ablation's file: its backbone and temperature, the missing modules
+    fresh (what starting from a ViCLIP backbone does, with the file's own head counts)."""
+    saved = loaded.payload.get("config") if isinstance(loaded.payload.get("config"), Mapping) else {}
+    for name in ("vision_heads", "text_heads"):
+        if name in saved and saved[name] != getattr(config, name):
+            raise InputError(f"was trained with {name} {saved[name]}, the config says {getattr(config, name)}: set "
+                             f"model.{name}: {saved[name]} (the weights cannot tell heads apart)", path=init,
+                             field="--init")
+    net = init_from_viclip(init, config, loaded=loaded, vision_heads=config.vision_heads,
+                           text_heads=config.text_heads)
+    with torch.no_grad():
+        net.temperature.copy_(loaded.state_dict["temperature"].reshape(net.temperature.shape))
+    return net
+
+
 @register_recipe
 class InstrActionRecipe(TrainingRecipe):
     """InstrAction as the release trains it; see the module docstring."""
@@ -180,7 +215,9 @@ class InstrActionRecipe(TrainingRecipe):
         else:
             loaded = read_instraction(init)
             kind = state_kind(loaded.state_dict)
-            if kind == "instraction":
+            if kind == "instraction" and _lacks_modules(loaded.state_dict, config):
+                net = _init_from_ablation(init, config, loaded)
+            elif kind == "instraction":
                 net = load_instraction_net(init, frames=config.num_frames, config=config, loaded=loaded)
             elif kind == "viclip":
                 net = init_from_viclip(init, config, loaded=loaded)
@@ -230,7 +267,7 @@ class InstrActionRecipe(TrainingRecipe):
         net = _unwrap(module)
         buffer = io.BytesIO()
         torch.save({"model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-                    "config": dataclasses.asdict(config), "recipe": self.name}, buffer)
+                    "config": dataclasses.asdict(recorded_config(net, config)), "recipe": self.name}, buffer)
         write_atomic(path, buffer.getvalue())
 
     def accepts_checkpoint(self, payload: Mapping[str, Any]) -> bool:
