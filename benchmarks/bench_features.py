@@ -16,11 +16,11 @@ go to a temporary directory.
 Measured on the 2-core build machine (shared, load about 4), one torch thread, ``--split default``
 (200 videos, 12,026 windows): synth-bag-of-frames 53 windows/s (226 s cold, 1.7 s cached),
 synth-temporal 73 windows/s (165 s cold, 2.3 s cached); ``--split tiny``: random 116,
-synth-temporal 58, synth-bag-of-frames 52 windows/s. Most of a window's 14-19 ms is decoding (15 ms
-with the random model, cProfile):
-each window is its own request, so with a stride of a quarter window every frame is decoded and
-converted to RGB four times (PyAV's ``to_ndarray`` is about 1.3 ms per 32 px frame here). Two
-torch threads on the loaded machine were 2-6 times slower than one.
+synth-temporal 58, synth-bag-of-frames 52 windows/s (figures move with the machine's load). Most
+of a window's 14-19 ms is decoding (15 ms with the random model, by cProfile): each window is its
+own request, so with a stride of a quarter window every frame is decoded and converted to RGB four
+times (PyAV's ``to_ndarray`` is about 1.3 ms per 32 px frame here). Two torch threads on the
+loaded machine were 2-6 times slower than one.
 """
 
 from __future__ import annotations
