@@ -318,7 +318,8 @@ CARD = ModelCard(
 
 @register_model(FAMILY, card=CARD)
 def actionformer(checkpoint: str | os.PathLike | None = None, labels: str | os.PathLike | None = None,
-                 weights: str = "ema", fps: float = 30.0, feat_stride: float = 4, num_frames: float = 16,
+                 weights: str = "ema", fps: float | None = None, feat_stride: float | None = None,
+                 num_frames: float | None = None,
                  n_head: int | None = None, mha_win_size: int | str | None = None, max_seq_len: int | None = None,
                  use_abs_pe: bool | None = None, nms_method: str | None = None, iou_threshold: float | None = None,
                  min_score: float | None = None, max_seg_num: int | None = None, nms_sigma: float | None = None,
@@ -329,18 +330,23 @@ def actionformer(checkpoint: str | os.PathLike | None = None, labels: str | os.P
 
     ``labels``: the class names (see `read_label_file`); a file our recipe wrote carries them.
     ``fps`` / ``feat_stride`` / ``num_frames``: feature timing when the feature directory has no
-    ``features.json``. ``n_head``, ``mha_win_size``, ``max_seq_len``, ``use_abs_pe``: what the
+    ``features.json`` (default: what our recipe's file records, else THUMOS14's 30 / 4 / 16). ``n_head``, ``mha_win_size``, ``max_seq_len``, ``use_abs_pe``: what the
     checkpoint does not record (THUMOS14: 4, 19, 2304, false). The NMS and pre-NMS settings
     default to THUMOS14's ``test_cfg`` (Soft-NMS sigma 0.5, min score 0.001, 200 segments,
     2000 candidates per level, multi-class).
     """
     path = require_checkpoint(FAMILY, checkpoint)
-    for name, value in (("fps", fps), ("feat_stride", feat_stride), ("num_frames", num_frames)):
+    net, payload = load_actionformer(path, weights=weights, n_head=n_head, mha_win_size=mha_win_size,
+                                     max_seq_len=max_seq_len, use_abs_pe=use_abs_pe)
+    saved = payload.get("config") if isinstance(payload.get("config"), Mapping) else {}
+    timing_values = {}
+    for name, value, default in (("fps", fps, 30.0), ("feat_stride", feat_stride, 4.0),
+                                 ("num_frames", num_frames, 16.0)):
+        value = value if value is not None else saved.get(name, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 \
                 or (value == 0 and name != "num_frames"):
             raise InputError(f"{FAMILY}: {name} must be a positive number, got {value!r}", field=_ARGS)
-    net, payload = load_actionformer(path, weights=weights, n_head=n_head, mha_win_size=mha_win_size,
-                                     max_seq_len=max_seq_len, use_abs_pe=use_abs_pe)
+        timing_values[name] = float(value)
     if labels is not None:
         names = read_label_file(labels)
     elif isinstance(payload.get("labels"), list):
@@ -359,6 +365,6 @@ def actionformer(checkpoint: str | os.PathLike | None = None, labels: str | os.P
                                                                            if v is not None}}, nms=nms)
     except (TypeError, ValueError) as error:
         raise InputError(f"{FAMILY}: {error}", field=_ARGS) from None
-    timing = FeatureTiming(fps=float(fps), stride=float(feat_stride), window=float(num_frames), offset=0.0,
-                           duration=None)
+    timing = FeatureTiming(fps=timing_values["fps"], stride=timing_values["feat_stride"],
+                           window=timing_values["num_frames"], offset=0.0, duration=None)
     return ActionFormerLocalizer(net, names, timing=timing, test=test, checkpoint=path)
