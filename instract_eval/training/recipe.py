@@ -114,7 +114,7 @@ class TrainingRecipe:
 
 
 _RECIPES: dict[str, Callable[[], TrainingRecipe]] = {}
-_BUILTIN = ("instract_eval.adapters.instraction.recipe",)
+_BUILTIN = ("instract_eval.adapters.instraction.recipe", "instract_eval.adapters.tal.recipe")
 
 
 def register_recipe(cls: type[TrainingRecipe]) -> type[TrainingRecipe]:
