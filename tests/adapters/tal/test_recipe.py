@@ -200,6 +200,53 @@ def test_train_decreases_the_loss_and_the_weights_localize(tmp_path, one_thread)
                 ious.append(inter / ((guess.end - guess.start) + (truth["segment"][1] - truth["segment"][0]) - inter))
             hits += max(ious, default=0.0) >= 0.5
     assert hits == 4, hits
+    # and through the harness: the localization engine on the held-out subset, as `train --eval-task` runs it
+    (tmp_path / "tasks.yaml").write_text(yaml.safe_dump({"tasks": {"tiny-tal": {
+        "kind": "localization", "paper": "actionvlm", "description": "tiny feature world, held-out videos",
+        "format": "activitynet",
+        "data": {"ground_truth": str(data / "annotations.json"), "videos": str(data / "features")},
+        "protocol": {"tiou_thresholds": "thumos14", "subset": "test"}, "ties": "expected", "seed": 0,
+        "metrics": [{"name": "average_mAP", "direction": "higher"}]}}}))
+    with pytest.raises(SystemExit) as stopped:
+        main(["run", "--model", "actionformer", "--model-args", f"checkpoint={out / 'weights.pt'}",
+              "--include", str(tmp_path / "tasks.yaml"), "--task", "tiny-tal", "--output", str(tmp_path / "eval"),
+              "--no-site", "--cache-dir", str(tmp_path / "cache")])
+    assert not stopped.value.code
+    record = json.loads(next((tmp_path / "eval").rglob("tiny-tal.json")).read_text())
+    assert record["metrics"]["average_mAP"]["value"] > 0.5, record["metrics"]
     payload = torch.load(out / "weights.pt", weights_only=True)
     assert set(payload) >= {"state_dict", "state_dict_ema", "labels", "config"}
     assert all(key.startswith("module.") for key in payload["state_dict_ema"])
+
+
+@pytest.mark.slow
+def test_a_resumed_run_ends_with_the_same_weights_and_averages(tmp_path, one_thread):
+    """Stopped after step 3 and resumed, the run ends where an uninterrupted one does: network,
+    model EMA and loss normaliser (module buffers, in the loop's checkpoints)."""
+    import shutil
+
+    data = tmp_path / "data"
+    make_world(data, videos=6)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"train": {"lr": 2e-3, "warmup_steps": 2, "checkpoint_every": 3},
+                                      "model": {**TINY, "ema_decay": 0.5}}))
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    argv = ["train", "actionformer", "--data", str(data), "--config", str(config), "--steps", "6",
+            "--batch-size", "2", "--device", "cpu"]
+    for target in (whole,):
+        with pytest.raises(SystemExit):
+            main(argv + ["--out", str(target)])
+    shutil.copytree(whole, part)
+    (part / "checkpoints" / "step-00000006.pt").unlink()
+    (part / "weights.pt").unlink()
+    with pytest.raises(SystemExit):
+        main(argv + ["--out", str(part), "--resume"])
+    first, second = (torch.load(path / "weights.pt", weights_only=True) for path in (whole, part))
+    for key in ("state_dict", "state_dict_ema"):
+        assert first[key].keys() == second[key].keys()
+        for name in first[key]:
+            assert torch.equal(first[key][name], second[key][name]), (key, name)
+    raw, ema = first["state_dict"], first["state_dict_ema"]
+    assert any(not torch.equal(raw[name], ema[name]) for name in raw)
+    checkpoint = torch.load(whole / "checkpoints" / "step-00000006.pt", weights_only=False)
+    assert float(checkpoint["model"]["loss_normalizer"]) < 100.0
