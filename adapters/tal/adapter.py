@@ -294,7 +294,7 @@ CARD = ModelCard(
                         "thumos14.json (in thumos.tar.gz, which also holds the I3D features)",
                   args={"mha_win_size": 19, "max_seq_len": 2304, "fps": 30.0, "feat_stride": 4, "num_frames": 16},
                   notes="Two-stream I3D features, 2048-d, 16-frame clips every 4 frames at ~30 fps; "
-                        "release average mAP 66.8 (THUMOS14 test, tIoU 0.3:0.7)."),
+                        "release README: average mAP 66.83 (THUMOS14 test, tIoU 0.3:0.1:0.7)."),
         WeightTag(name="thumos14-videomaev2-g", source="user",
                   where="no head checkpoint is released: train one with `instract-eval train actionformer` on the "
                         "VideoMAE V2-g THUMOS14 features (OpenGVLab/VideoMAEv2 docs/TAD.md: "
@@ -305,7 +305,7 @@ CARD = ModelCard(
     ),
     tokenizer="none (vision-only head; descriptions are ignored)",
     code_licence="MIT (happyharrycn/actionformer_release)",
-    weights_licence="MIT (release README; the THUMOS14 model is trained on THUMOS14 validation)",
+    weights_licence="not stated apart from the repository's MIT licence; trained on THUMOS14 validation videos",
     paper="Zhang, Wu, Li. ActionFormer: Localizing Moments of Actions with Transformers. ECCV 2022. arXiv:2202.07925",
     citation="zhang2022actionformer",
     status=NEEDS_USER_WEIGHTS,

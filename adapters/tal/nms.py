@@ -21,7 +21,8 @@ built, and it keeps the details that decide which segments come out and in which
   of the pre-NMS segments overlapping each pick by ``>= voting_thresh``) is applied only in
   class-agnostic mode, as in the release.
 
-Everything is computed on CPU in float32, as the release does.
+Everything is computed on CPU in float32, as the release does. Score sorts use torch's default
+(not stable) sort, the call the release makes, so tied scores come out in the release's order.
 """
 
 from __future__ import annotations

@@ -213,3 +213,24 @@ def test_localizer_refuses_bad_input(golden, tmp_path):
                                                         "window": 16, "stride": 4, "videos": {}}))
     with pytest.raises(InputError, match="no entry for video 'v'"):
         model.localize(str(tmp_path / "v.npy"), ["a"], None)
+
+
+def test_label_files(tmp_path):
+    """Class ids from the release's annotation JSON (``label_id``), a JSON list or lines of text."""
+    from instract_eval.adapters.tal.adapter import read_label_file
+
+    database = {"database": {"v1": {"subset": "Test", "annotations": [
+        {"segment": [1, 2], "label": "Diving", "label_id": 1}, {"segment": [1, 2], "label": "BaseballPitch",
+                                                                 "label_id": 0}]},
+        "v2": {"subset": "Validation", "annotations": [{"segment": [3, 4], "label": "CliffDiving", "label_id": 2}]}}}
+    (tmp_path / "gt.json").write_text(json.dumps(database))
+    assert read_label_file(tmp_path / "gt.json") == ["BaseballPitch", "Diving", "CliffDiving"]
+    database["database"]["v2"]["annotations"][0]["label_id"] = 3
+    (tmp_path / "gt.json").write_text(json.dumps(database))
+    with pytest.raises(InputError, match="2 is missing"):
+        read_label_file(tmp_path / "gt.json")
+    (tmp_path / "list.json").write_text(json.dumps(["a", "b"]))
+    assert read_label_file(tmp_path / "list.json") == ["a", "b"]
+    (tmp_path / "names.txt").write_text("a\n\nb\na\n")
+    with pytest.raises(InputError, match="names.txt: labels: class 'a' appears twice"):
+        read_label_file(tmp_path / "names.txt")
