@@ -10,7 +10,8 @@ video, the official post-processed detections under three test configs, the offi
 losses on a batch with ground truth, and the official parameter-group split. ``thumos_like`` is
 the THUMOS14 I3D structure (SGP window 1, k 5, 16 bins, identity neck, drop-path scales);
 ``variant`` has an FPN neck, SGP windows 3 / 5 with k 1.5, average-pool downsampling, absolute
-positions, 6 bins, a boundary kernel of 5 and heads without LayerNorm.
+positions, 6 bins, a boundary kernel of 5 and heads without LayerNorm; ``plain`` has no Trident
+head (``use_trident_head`` false: two regressed distances per step).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from instract_eval.errors import InputError
 from .golden import OFFICIAL, load_golden
 
 FOLDER = OFFICIAL / "tridet"
-MODELS = ("thumos_like", "variant")
+MODELS = ("thumos_like", "variant", "plain")
 
 
 @pytest.fixture(autouse=True)
@@ -81,8 +82,12 @@ def test_dimensions_read_from_the_checkpoint(golden, name):
         spec["embd_dim"], spec["fpn_dim"], spec["head_dim"], spec["sgp_mlp_dim"])
     assert dims.backbone_arch == tuple(spec["backbone_arch"]) and dims.fpn_type == spec["fpn_type"]
     assert dims.head_num_layers == spec["head_num_layers"] and dims.head_with_ln == spec["head_with_ln"]
-    assert dims.boundary_kernel_size == spec["boudary_kernel_size"] and dims.num_bins == spec["num_bins"]
-    assert dims.downsample_type == spec["downsample_type"] and dims.use_trident_head
+    assert dims.use_trident_head == spec["use_trident_head"]
+    if dims.use_trident_head:
+        assert dims.boundary_kernel_size == spec["boudary_kernel_size"] and dims.num_bins == spec["num_bins"]
+    else:   # no boundary heads, two regressed distances
+        assert dims.num_bins == 0 and not hasattr(_net(meta, name), "start_head")
+    assert dims.downsample_type == spec["downsample_type"]
     assert dims.drop_path_scales == (spec["droppath"] > 0)
     windows = _windows(spec)
     assert list(dims.sgp_win_size) == windows
@@ -105,13 +110,18 @@ def test_raw_outputs_per_level_equal_official(golden, name):
         assert len(out.cls_logits) == 6
         for level in range(6):
             prefix = f"{name}/{video}/level{level}"
-            pairs = ((out.cls_logits, "cls_logits"), (out.start_logits, "start_logits"),
-                     (out.end_logits, "end_logits"), (out.centre, "centre"), (out.distances, "distances"))
+            pairs = [(out.cls_logits, "cls_logits"), (out.centre, "centre"), (out.distances, "distances")]
+            if net.dims.use_trident_head:
+                pairs += [(out.start_logits, "start_logits"), (out.end_logits, "end_logits")]
+            else:
+                assert not out.start_logits and not out.left
             for ours, key in pairs:
                 assert ours[level][0].shape == tensors[f"{prefix}/{key}"].shape, (prefix, key)
                 worst = max(worst, (ours[level][0] - tensors[f"{prefix}/{key}"]).abs().max().item())
             assert torch.equal(out.masks[level][0].float(), tensors[f"{prefix}/mask"])
             assert torch.equal(out.points[level][:, [0, 3]], tensors[f"{prefix}/points"][:, [0, 3]])
+            if not net.dims.use_trident_head:
+                continue
             # the distributions are distributions and give the distances as their expectations
             bins = net.dims.num_bins
             assert torch.allclose(out.left[level].sum(-1), torch.ones(()), atol=1e-5)
@@ -170,13 +180,15 @@ def test_training_targets_and_losses_equal_official(golden, name):
     assert normalizer.value == pytest.approx(meta[f"{name}/train/loss_normalizer_after"], rel=1e-12)
     for key in ("cls_loss", "reg_loss", "final_loss"):
         assert losses[key].item() == pytest.approx(meta[f"{name}/train/{key}"], rel=1e-5), key
+    losses["final_loss"].backward()
+    assert net.cls_head.cls_head.conv.weight.grad.abs().sum() > 0
+    if not spec["use_trident_head"]:
+        return
     # the IoU weighting matters: without it the classification loss is another number
     plain = tridet_losses(out, classes, offsets, LossNormalizer(meta[f"{name}/loss_normalizer_after_step"]),
                           iou_weight_power=0.0)
     assert abs(plain["cls_loss"].item() - meta[f"{name}/train/cls_loss"]) > 1e-4
-    losses["final_loss"].backward()
     assert net.start_head.cls_head.conv.weight.grad.abs().sum() > 0
-    assert net.cls_head.cls_head.conv.weight.grad.abs().sum() > 0
 
 
 def test_localizer_reads_features_and_metadata(golden, tmp_path):

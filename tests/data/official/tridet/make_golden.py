@@ -12,7 +12,8 @@ What it does, and why each step:
    structure of ``configs/thumos_i3d.yaml``: SGP window 1, k 5, 16 bins, identity neck, max-pool
    downsampling, drop path 0.1 so branch blocks carry their scales, IoU weight power 0.2) and
    ``variant`` (FPN neck, windows 3 / 5, k 1.5, average-pool downsampling, absolute positions,
-   heads without LayerNorm, 2-layer heads, boundary kernel 5, 6 bins, IoU weight power 1).
+   heads without LayerNorm, 2-layer heads, boundary kernel 5, 6 bins, IoU weight power 1); and
+   ``plain`` (``use_trident_head`` false: the centre head regresses two distances directly).
 2. Perturbs every parameter with seeded noise (the official init zeroes the SGP convs and gives
    near-constant outputs), wraps the model in ``nn.DataParallel`` as ``train.py`` does, and takes
    five official training steps (``train_one_epoch``'s body: losses, backward, clipping 1.0,
@@ -67,6 +68,15 @@ MODELS = {
                    use_trident_head=True, max_buffer_len_factor=6.0,
                    regression_range=[(0, 4), (4, 8), (8, 16), (16, 32), (32, 64), (64, 10000)]),
         num_classes=4, droppath=0.0, init_loss_norm=2000),
+    "plain": dict(
+        model=dict(backbone_type="SGP", fpn_type="identity", backbone_arch=(2, 1, 5), scale_factor=2,
+                   n_sgp_win_size=3, embd_kernel_size=3, embd_dim=16, embd_with_ln=True, fpn_dim=16,
+                   sgp_mlp_dim=16, fpn_with_ln=True, head_dim=16, head_num_layers=3, head_kernel_size=3,
+                   boudary_kernel_size=3, head_with_ln=True, use_abs_pe=False, num_bins=16, iou_weight_power=0.2,
+                   downsample_type="max", input_noise=0.0, k=3, init_conv_vars=0.1, use_trident_head=False,
+                   max_buffer_len_factor=6.0,
+                   regression_range=[(0, 4), (4, 8), (8, 16), (16, 32), (32, 64), (64, 10000)]),
+        num_classes=3, droppath=0.1, init_loss_norm=100),
 }
 MAX_SEQ_LEN = 256
 STEPS = 5
@@ -218,18 +228,22 @@ def main() -> None:
                 levels, masks = evaluator.neck(levels, masks)
                 points = evaluator.point_generator(levels)
                 cls = evaluator.cls_head(levels, masks)
-                start = evaluator.start_head(levels, masks)
-                end = evaluator.end_head(levels, masks)
+                trident = evaluator.use_trident_head
+                start = evaluator.start_head(levels, masks) if trident else [None] * len(cls)
+                end = evaluator.end_head(levels, masks) if trident else [None] * len(cls)
                 off = evaluator.reg_head(levels, masks)
             meta[f"{name}/{video}/padded_length"] = int(x.shape[-1])
             for level, (c, s, e, o, m, p) in enumerate(zip(cls, start, end, off, masks, points)):
                 prefix = f"{name}/{video}/level{level}"
                 tensors[f"{prefix}/cls_logits"] = c[0].T.contiguous()
-                tensors[f"{prefix}/start_logits"] = s[0].T.contiguous()
-                tensors[f"{prefix}/end_logits"] = e[0].T.contiguous()
                 tensors[f"{prefix}/centre"] = o[0].T.contiguous()
                 tensors[f"{prefix}/mask"] = m[0, 0].to(torch.float32)
                 tensors[f"{prefix}/points"] = p.clone()
+                if not trident:   # decode_offset returns the regressed distances as they are: [T, 1, 2]
+                    tensors[f"{prefix}/distances"] = evaluator.decode_offset(o[0].T, None, None)[:, None].contiguous()
+                    continue
+                tensors[f"{prefix}/start_logits"] = s[0].T.contiguous()
+                tensors[f"{prefix}/end_logits"] = e[0].T.contiguous()
                 with torch.no_grad():   # decode_offset's inference branch: [C, T, 2]
                     decoded = evaluator.decode_offset(o[0].T.contiguous(), neighbours(s[0], bins, "start"),
                                                       neighbours(e[0], bins, "end"))
