@@ -115,7 +115,7 @@ class TrainingRecipe:
 
 _RECIPES: dict[str, Callable[[], TrainingRecipe]] = {}
 _BUILTIN = ("instract_eval.adapters.instraction.recipe", "instract_eval.adapters.tal.recipe",
-            "instract_eval.adapters.tal.tridet_recipe")
+            "instract_eval.adapters.tal.adatad_recipe", "instract_eval.adapters.tal.tridet_recipe")
 
 
 def register_recipe(cls: type[TrainingRecipe]) -> type[TrainingRecipe]:
