@@ -202,7 +202,7 @@ def test_localizer_reads_features_and_metadata(golden, tmp_path):
         "videos": {video: {"num_features": length, "duration": duration, "fps": fps}}}))
     (tmp_path / "labels.txt").write_text("Jump\nRun\nSwim\n")
     model = create_model("tridet", checkpoint=str(FOLDER / "thumos_like.pth.tar"), labels=str(tmp_path / "labels.txt"),
-                         max_seq_len=256, max_seg_num=2000)
+                         max_seq_len=256)
     names = ["Jump", "Run", "Swim"]
     segments = model.localize(str(tmp_path / f"{video}.npy"), names, None)
     expected = tensors[f"thumos_like/{video}/thumos/segments"]
