@@ -30,20 +30,21 @@ def _seconds(index: float) -> float:
     return (index * STRIDE + WINDOW / 2) / FPS
 
 
-def make_world(root, videos: int = 10, seed: int = 0, metadata: bool = True):
+def make_world(root, videos: int = 10, seed: int = 0, metadata: bool = True, dim: int = DIM,
+               classes: tuple[str, ...] = CLASSES):
     """Features = a class pattern inside each action + noise; ground truth in seconds."""
     rng = np.random.default_rng(seed)
-    patterns = rng.normal(size=(len(CLASSES), DIM)).astype(np.float32) * 2.0
+    patterns = rng.normal(size=(len(classes), dim)).astype(np.float32) * 2.0
     (root / "features").mkdir(parents=True)
     database, listed = {}, {}
     for v in range(videos):
-        feats = rng.normal(scale=0.3, size=(LENGTH, DIM)).astype(np.float32)
+        feats = rng.normal(scale=0.3, size=(LENGTH, dim)).astype(np.float32)
         annotations = []
         for start in (rng.integers(5, 30), rng.integers(55, 80)):
             length = int(rng.integers(8, 18))
-            label = int(rng.integers(0, len(CLASSES)))
+            label = int(rng.integers(0, len(classes)))
             feats[start:start + length] += patterns[label]
-            annotations.append({"segment": [_seconds(start), _seconds(start + length)], "label": CLASSES[label]})
+            annotations.append({"segment": [_seconds(start), _seconds(start + length)], "label": classes[label]})
         name = f"v{v:02d}"
         np.save(root / "features" / f"{name}.npy", feats)
         database[name] = {"subset": "Validation" if v < videos - 2 else "Test", "duration": LENGTH * STRIDE / FPS,
@@ -52,7 +53,7 @@ def make_world(root, videos: int = 10, seed: int = 0, metadata: bool = True):
     (root / "annotations.json").write_text(json.dumps({"database": database}))
     if metadata:
         (root / "features" / "features.json").write_text(json.dumps({
-            "format": "instract-eval/features/v1", "model": "test", "fingerprint": "t", "feature_dim": DIM,
+            "format": "instract-eval/features/v1", "model": "test", "fingerprint": "t", "feature_dim": dim,
             "fps": FPS, "window": WINDOW, "stride": STRIDE, "offset": 0, "videos": listed}))
     return database
 
@@ -250,3 +251,24 @@ def test_a_resumed_run_ends_with_the_same_weights_and_averages(tmp_path, one_thr
     assert any(not torch.equal(raw[name], ema[name]) for name in raw)
     checkpoint = torch.load(whole / "checkpoints" / "step-00000006.pt", weights_only=False)
     assert float(checkpoint["model"]["loss_normalizer"]) < 100.0
+
+
+def test_init_from_a_release_checkpoint(tmp_path):
+    """``--init``: the release file's ``state_dict`` goes into the network, ``state_dict_ema`` into the averages."""
+    data = tmp_path / "data"
+    make_world(data, videos=4, dim=24, classes=("a", "b", "c"))
+    recipe = ActionFormerRecipe()
+    config = ActionFormerConfig(embd_dim=16, fpn_dim=16, head_dim=16, n_head=4, mha_win_size=(5,), max_seq_len=256)
+    from instract_eval.training.recipe import DataSource
+
+    recipe.training_items(config, DataSource(data))
+    path = OFFICIAL / "actionformer" / "thumos_like.pth.tar"
+    trainer = recipe.build(config, init=path)
+    release = torch.load(path, weights_only=False)
+    for name, value in trainer.net.state_dict().items():
+        assert torch.equal(value, release["state_dict"][f"module.{name}"]), name
+    for name, value in trainer.ema_state().items():
+        assert torch.equal(value, release["state_dict_ema"][f"module.{name}"]), name
+    wrong = ActionFormerConfig(embd_dim=32, fpn_dim=32, head_dim=32, mha_win_size=(5,), max_seq_len=256)
+    with pytest.raises(InputError, match="wrong shape"):
+        recipe.build(wrong, init=path)
