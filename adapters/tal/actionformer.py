@@ -44,6 +44,7 @@ release runs at all).
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -383,10 +384,12 @@ class ConvAttention(nn.Module):
         return out.reshape(batch, heads, length, width)
 
 
+@functools.lru_cache(maxsize=64)
 def _band_indices(length: int, radius: int, chunks: int, device: torch.device):
     """Where the logit of query ``t`` and key ``t - r + j`` sits in the chunked products: the chunk
     holding both (any such chunk holds the same dot product), its row and column, and whether the
-    key is outside the sequence. Also the ``[T, 1]`` query positions."""
+    key is outside the sequence. Also the ``[T, 1]`` query positions. Cached per length: every
+    block of a level and every video of a padded length share them (they are never written to)."""
     rows = torch.arange(length, device=device)[:, None]
     keys = rows - radius + torch.arange(2 * radius + 1, device=device)[None, :]
     outside = (keys < 0) | (keys >= length)
