@@ -27,8 +27,8 @@ import torch
 from instract_eval.adapters import available_models, card_of, create_model
 from instract_eval.adapters.cards import UNSUPPORTED
 from instract_eval.errors import InputError
-from instract_eval.adapters.protocols import (DUAL_ENCODER, FEATURE_EXTRACTOR, FIXED_LABEL_CLASSIFIER, PAIR_SCORER,
-                                              capabilities_of)
+from instract_eval.adapters.protocols import (DUAL_ENCODER, FEATURE_EXTRACTOR, FIXED_LABEL_CLASSIFIER, LOCALIZER,
+                                              PAIR_SCORER, Segment, capabilities_of)
 from instract_eval.cli import main
 
 OFFICIAL = Path(__file__).resolve().parents[1] / "data" / "official"
@@ -108,6 +108,21 @@ def test_frame_spec_is_the_cards_preprocessing(name, index):
         assert getattr(spec, field) == getattr(stated, field), field
 
 
+def _reads_features(model) -> bool:
+    """A feature-based localizer (ActionFormer, TriDet): it reads [T, C] feature files, not frames."""
+    return LOCALIZER in capabilities_of(model) and tuple(getattr(model, "localizer_inputs", ())) == ("features",)
+
+
+def _localize_features(model, directory: Path) -> list:
+    """The model's segments on a fixed random feature file of its input width (100 steps)."""
+    import numpy as np
+
+    path = directory / "video_a.npy"
+    if not path.exists():
+        np.save(path, np.random.default_rng(0).standard_normal((100, model.dims.input_dim)).astype(np.float32))
+    return model.localize(str(path), list(model.labels), None)
+
+
 def _clips(model, batch: int) -> torch.Tensor:
     spec = model.frame_spec()
     side = spec.crop or spec.size or 32
@@ -116,10 +131,16 @@ def _clips(model, batch: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("name, index", CASES)
-def test_shapes_and_batch_invariance(name, index):
+def test_shapes_and_batch_invariance(name, index, tmp_path):
     model = build(name, index)
     if hasattr(model, "eval"):
         model.eval()
+    if _reads_features(model):
+        segments = _localize_features(model, tmp_path)
+        assert segments, "a tiny random head should still propose segments"
+        assert all(isinstance(s, Segment) and s.label in model.labels and 0 <= s.start <= s.end for s in segments)
+        assert _localize_features(model, tmp_path) == segments     # deterministic
+        return
     clips = _clips(model, 3)
     with torch.inference_mode():
         if DUAL_ENCODER in capabilities_of(model):
@@ -160,6 +181,9 @@ def test_weights_round_trip(name, index, tmp_path):
             parameter.add_(1.0)  # make sure the load below is what restores the values
     again.load_state_dict(torch.load(tmp_path / "state.pt"))
     model.eval(), again.eval()
+    if _reads_features(model):
+        assert _localize_features(again, tmp_path) == _localize_features(model, tmp_path)
+        return
     clips = _clips(model, 2)
     with torch.inference_mode():
         if DUAL_ENCODER in capabilities_of(model):
