@@ -25,7 +25,10 @@ the ActionFormer head of `instract_eval.adapters.tal.actionformer`:
 - **Head.** ActionFormer (``Conv1DTransformerProj`` arch (2, 2, 5), global attention
   ``n_mha_win_size=-1``, ``max_seq_len`` = the window, 4 heads, 512 wide, identity neck, 3-layer
   heads, strides 1..32, centre sampling radius 1.5, focal + DIoU losses, loss normaliser 100
-  with momentum 0.9).
+  with momentum 0.9), as OpenTAD re-implements it: the release network of
+  `instract_eval.adapters.tal.actionformer` with OpenTAD's two differences applied
+  (`opentad_head`: LayerNorm eps 1e-6 in its conv modules and neck, and the mask applied again
+  after each conv module's ReLU).
 - **Inference.** Sliding windows over the video's snippets (overlap 0.5, the last window
   right-aligned), per window every valid point's segment and per-class sigmoid scores, the 2000
   best above 0.001 over all levels together (OpenTAD's ``post_processing``; the ActionFormer
@@ -43,19 +46,20 @@ What was checked against what (``tests/adapters/tal/test_adatad*.py``): with eve
 ``gamma`` at zero, and at initialisation, the backbone's tokens equal transformers'
 ``VideoMAEModel`` run chunk by chunk; an adapted block equals a hand computation of the official
 formulas (explicit per-position temporal convolution over the window); gradient checkpointing
-gives the same loss and gradients; ``localize`` on a rendered video returns valid segments; and
-``instract-eval train adatad`` lowers the loss and its weights load here. The official code needs
-mmcv / mmaction2, which do not install here, so it was read, not run; the ActionFormer head is
-H6's port (equal to the ActionFormer release).
+gives the same loss and gradients; the head read from an OpenTAD checkpoint gives OpenTAD's own
+``forward_test`` proposals and scores (its torch-only modules run out of tree; golden data in
+``tests/data/official/adatad``), on a full and on a padded window; ``localize`` equals the
+network on independently decoded frames; ``instract-eval train adatad`` lowers the loss and its
+weights load here. OpenTAD's ViT (``vit_adapter.py``) needs mmcv / mmaction2, which do not install
+here, so it was read and its formulas written out in the tests, not run.
 
 Weights: the file our recipe writes (``state_dict``, ``state_dict_ema``, ``labels``, ``config``)
-is evaluated with ``checkpoint=PATH``. The official AdaTAD checkpoints (Google Drive, OpenTAD's
-``{'epoch', 'state_dict', 'state_dict_ema', 'optimizer', 'scheduler'}`` with keys
-``module.backbone.model.backbone.*`` / ``module.projection.*`` / ``module.neck.*`` /
-``module.rpn_head.*``) are listed as user-provided tags; their backbone and adapters are read
-(`backbone_state_dict`) to start training from them, but the detector is not evaluated from them
-because OpenTAD's head is its own re-implementation (``nn.LayerNorm`` with eps 1e-6 in its conv
-modules where the release has eps 1e-5, other module names) and was not checked against it.
+is evaluated with ``checkpoint=PATH``. An official AdaTAD checkpoint (Google Drive; OpenTAD's
+``{'epoch', 'state_dict', 'state_dict_ema', 'optimizer', 'scheduler'}``, keys
+``module.backbone.model.backbone.*`` (mmaction2 ViT names, adapters ``blocks.N.adapter.*``),
+``module.projection.*``, ``module.neck.*``, ``module.rpn_head.*``) is evaluated with
+``checkpoint=PATH labels=category_idx.txt`` (`load_opentad`: every size read from the tensors,
+the sampling from the arguments), and starts training with ``--init``.
 """
 
 from __future__ import annotations
@@ -84,17 +88,20 @@ from ..core.checkpoints import load_strict, read_checkpoint, remap_keys, strip_p
 from ..protocols import LOCALIZER, Segment
 from ..registry import register_model
 from ..video_text.videomae import official_state_dict
-from .actionformer import ActionFormerDimensions, ActionFormerNet, ActionFormerOutputs
+from .actionformer import ActionFormerDimensions, ActionFormerNet, ActionFormerOutputs, ChannelLayerNorm
+from .adapter import read_label_file
 from .nms import NMSConfig, batched_nms
 
 __all__ = ["FAMILY", "AdaTADConfig", "TemporalInformativeAdapter", "AdaTADBackbone", "AdaTADNet", "AdaTADLocalizer",
            "build_network", "backbone_state_dict", "window_starts", "window_frame_indices", "video_timing",
-           "window_candidates", "load_adatad", "CARD", "SIZES"]
+           "window_candidates", "load_adatad", "load_opentad", "opentad_head", "opentad_head_state", "CARD", "SIZES",
+           "HEAD_VARIANTS"]
 
 FAMILY = "adatad"
 _ARGS = "--model-args"
 _FIELD = "checkpoint"
 
+HEAD_VARIANTS = ("opentad", "release")
 # The official backbones by size: (width, depth, heads, patch, MLP ratio); configs/adatad/thumos/*.
 SIZES: Mapping[str, tuple[int, int, int, int, float]] = {
     "s": (384, 12, 6, 16, 4.0), "b": (768, 12, 12, 16, 4.0), "l": (1024, 24, 16, 16, 4.0),
@@ -143,6 +150,7 @@ class AdaTADConfig:
     regression_range: tuple[tuple[float, float], ...] = ((0, 4), (4, 8), (8, 16), (16, 32), (32, 64), (64, 10000))
     head_droppath: float = 0.1
     cls_prior_prob: float = 0.01
+    head_variant: str = "opentad"     # OpenTAD's ActionFormer (what AdaTAD trains), or "release"
     # training
     center_sample_radius: float = 1.5
     init_loss_norm: float = 100.0
@@ -198,6 +206,8 @@ class AdaTADConfig:
             raise ValueError(f"crop_ratio must be 0 < low <= high <= 1, got {self.crop_ratio}")
         if not self.train_split:
             raise ValueError("train_split names at least one subset")
+        if self.head_variant not in HEAD_VARIANTS:
+            raise ValueError(f"head_variant must be one of {', '.join(HEAD_VARIANTS)}, got {self.head_variant!r}")
 
     @property
     def window_size(self) -> int:
@@ -419,10 +429,47 @@ class AdaTADNet(nn.Module):
         self.backbone = AdaTADBackbone(config, encoder)
         self.head = ActionFormerNet(config.dimensions(num_classes), regression_range=config.regression_range,
                                     path_pdrop=config.head_droppath, prior_prob=config.cls_prior_prob)
+        if config.head_variant == "opentad":
+            opentad_head(self.head)
 
     def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> ActionFormerOutputs:
         """``[B, frames, 3, H, W]`` windows and their ``[B, window_size]`` validity to the head's raw outputs."""
         return self.head(self.backbone(frames), mask[:, None, :])
+
+
+def opentad_head(head: ActionFormerNet) -> None:
+    """Make the release's ActionFormer compute OpenTAD's re-implementation, which AdaTAD trains.
+
+    OpenTAD's ``ConvModule`` (the projection's embedding convs and the heads' towers) differs in
+    two ways: its LayerNorm has eps 1e-6 (the release's 1e-5; also its ``FPNIdentity`` norms),
+    and it multiplies its output by the mask again *after* the ReLU, so padded steps are zero
+    where the release leaves ``relu(bias)``; that changes the valid outputs next to the padding
+    through the following convolutions. Both are applied here to the release network of
+    `instract_eval.adapters.tal.actionformer`: the eps set on those norms, and forward hooks that
+    take the mask each masked convolution returns and zero the following norm's output with it
+    (``relu(n * m) = relu(n) * m`` for a 0/1 mask). The rest (transformer blocks, attention, the
+    neck, the prediction convs on valid points, point generation) is the same computation; checked
+    on random weights against OpenTAD's modules (``tests/data/official/adatad``).
+    """
+    current: dict[str, torch.Tensor] = {}
+
+    def remember(module: nn.Module, args: Any, output: tuple[torch.Tensor, torch.Tensor]) -> None:
+        current["mask"] = output[1]
+
+    def remask(module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:
+        return output * current["mask"].to(output.dtype)
+
+    pairs = list(zip(head.backbone.embd, head.backbone.embd_norm))
+    for tower in (head.cls_head, head.reg_head):
+        pairs += list(zip(tower.head, tower.norm))
+    for conv, norm in pairs:
+        conv.register_forward_hook(remember)
+        if isinstance(norm, ChannelLayerNorm):
+            norm.eps = 1e-6
+        norm.register_forward_hook(remask)
+    for norm in getattr(head.neck, "fpn_norms", ()):
+        if isinstance(norm, ChannelLayerNorm):
+            norm.eps = 1e-6
 
 
 def build_network(config: AdaTADConfig, num_classes: int) -> AdaTADNet:
@@ -681,9 +728,9 @@ def load_adatad(path: str | os.PathLike, *, weights: str = "ema") -> tuple[AdaTA
         inner = payload.get("state_dict") if isinstance(payload, Mapping) else None
         tensors = inner if isinstance(inner, Mapping) else checkpoint.state_dict
         if any(str(key).startswith(("module.backbone.model.", "backbone.model.")) for key in tensors):
-            raise InputError("is an OpenTAD AdaTAD checkpoint: its backbone and adapters start training "
-                             "(instract-eval train adatad --init PATH), but its head is OpenTAD's own ActionFormer "
-                             "and is not evaluated here (see the adatad card)", path=path, field=_FIELD)
+            raise InputError("is an official OpenTAD AdaTAD checkpoint, not our recipe's weights: read it with "
+                             "load_opentad (create_model('adatad', checkpoint=PATH, labels=FILE) does)", path=path,
+                             field=_FIELD)
         keys = sorted(map(str, payload if isinstance(payload, Mapping) else checkpoint.state_dict))[:6]
         raise InputError(f"is not an adatad weights file (expected state_dict, state_dict_ema, labels and config; "
                          f"it has {', '.join(keys)})", path=path, field=_FIELD)
@@ -701,6 +748,124 @@ def load_adatad(path: str | os.PathLike, *, weights: str = "ema") -> tuple[AdaTA
     return net, dict(payload)
 
 
+def _is_opentad(state: Mapping[str, Any]) -> bool:
+    return any(str(key).startswith(("module.backbone.model.backbone.", "backbone.model.backbone.")) for key in state)
+
+
+def _count(state: Mapping[str, torch.Tensor], prefix: str) -> int:
+    found = {int(k[len(prefix):].split(".")[0]) for k in state if k.startswith(prefix)
+             and k[len(prefix):].split(".")[0].isdigit()}
+    return max(found) + 1 if found else 0
+
+
+def opentad_head_state(state: Mapping[str, torch.Tensor], shapes: Mapping[str, torch.Size]) -> dict[str, torch.Tensor]:
+    """OpenTAD's ``projection.*`` / ``neck.*`` / ``rpn_head.*`` renamed onto `ActionFormerNet`
+    (LayerNorm vectors reshaped to ``[1, C, 1]``); the head's ``loss_normalizer`` is dropped."""
+    out = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if parts[0] == "projection":
+            if parts[1] == "embed":
+                name = (f"backbone.embd.{parts[2]}.conv.{parts[4]}" if parts[3] == "conv"
+                        else f"backbone.embd_norm.{parts[2]}.{parts[4]}")
+            else:
+                name = "backbone." + ".".join(parts[1:])
+        elif parts[0] == "neck":
+            name = key
+        elif parts[0] == "rpn_head" and parts[1] in ("cls_convs", "reg_convs"):
+            side = "cls_head" if parts[1] == "cls_convs" else "reg_head"
+            name = (f"{side}.head.{parts[2]}.conv.{parts[4]}" if parts[3] == "conv"
+                    else f"{side}.norm.{parts[2]}.{parts[4]}")
+        elif parts[0] == "rpn_head" and parts[1] == "cls_head":
+            name = f"cls_head.cls_head.conv.{parts[2]}"
+        elif parts[0] == "rpn_head" and parts[1] == "reg_head":
+            name = f"reg_head.offset_head.conv.{parts[2]}"
+        elif parts[0] == "rpn_head" and parts[1] == "scale":
+            name = f"reg_head.scale.{parts[2]}.scale"
+        else:
+            continue
+        target = shapes.get(name)
+        out[name] = value.reshape(target) if target is not None and value.numel() == math.prod(target) else value
+    return out
+
+
+def load_opentad(path: Path, payload: Mapping[str, Any], labels: Sequence[str], *, weights: str, frames: int,
+                 image_size: int, scale_factor: int, snippet_stride: int, n_head: int, mha_win_size: int,
+                 vit_heads: int | None = None) -> AdaTADNet:
+    """An official AdaTAD detector (OpenTAD checkpoint) as `AdaTADNet` with the OpenTAD head.
+
+    Every size the tensors hold is read from them (ViT width, depth, patch, tubelet, MLP width,
+    adapted blocks and adapter width; the head's widths, layer counts and classes); the head
+    count of the ViT is the official one for its width. What no tensor holds comes from the
+    arguments (the config the file was trained with): frames, image size, scale factor, snippet
+    stride, the head's attention heads and window.
+    """
+    order = ("state_dict_ema", "state_dict") if weights == "ema" else ("state_dict",)
+    state = next((payload[k] for k in order if isinstance(payload.get(k), Mapping) and payload[k]), None)
+    if state is None:
+        raise InputError(f"holds no {' or '.join(order)}", path=path, field=_FIELD)
+    state = strip_prefix(dict(state), "module.")
+    encoder_state, adapter_state = backbone_state_dict(state)
+    need = ("embeddings.patch_embeddings.projection.weight", "encoder.layer.0.intermediate.dense.weight")
+    head_keys = ("projection.embed.0.conv.weight", "rpn_head.cls_head.weight", "rpn_head.cls_convs.0.conv.weight")
+    absent = [k for k in need if k not in encoder_state] + [k for k in head_keys if k not in state]
+    if absent:
+        raise InputError(f"is not an AdaTAD (VideoMAE + ActionFormer) OpenTAD checkpoint: it lacks {absent[0]}",
+                         path=path, field=_FIELD)
+    patch = encoder_state["embeddings.patch_embeddings.projection.weight"]
+    width, _, tubelet, patch_size, _ = (int(n) for n in patch.shape)
+    size = next((name for name, dims in SIZES.items() if dims[0] == width), None)
+    heads = vit_heads or (SIZES[size][2] if size is not None else None)
+    if heads is None:
+        raise InputError(f"has a {width}-wide ViT, not an official AdaTAD size, so its head count is not known: pass "
+                         "vit_heads=N", path=path, field=_ARGS)
+    table = state.get("backbone.model.backbone.pos_embed")
+    position = 224
+    if isinstance(table, torch.Tensor) and table.ndim == 3:
+        position = int(round(math.sqrt(table.shape[1] / (16 // tubelet)))) * patch_size
+    adapted = sorted({int(k.split(".")[0]) for k in adapter_state})
+    down = adapter_state.get(f"{adapted[0]}.down_proj.weight") if adapted else None
+    arch = (_count(state, "projection.embed."), _count(state, "projection.stem."), _count(state, "projection.branch."))
+    levels = arch[2] + 1
+    default_range = AdaTADConfig().regression_range
+    if not 1 < levels <= len(default_range) or not arch[0]:
+        raise InputError(f"has a projection of {arch[0]} embedding / {arch[1]} stem / {arch[2]} branch layers; the "
+                         f"AdaTAD head has 1 to {len(default_range) - 1} branch layers after its embedding",
+                         path=path, field=_FIELD)
+    classes = int(state["rpn_head.cls_head.weight"].shape[0])
+    if len(labels) != classes:
+        raise InputError(f"{len(labels)} class names for a detector of {classes} classes", field="labels")
+    try:
+        config = AdaTADConfig(
+            size=size or "s", hidden_size=width, num_layers=_count(encoder_state, "encoder.layer."), num_heads=heads,
+            patch_size=patch_size, tubelet_size=tubelet, position_size=position,
+            mlp_ratio=encoder_state["encoder.layer.0.intermediate.dense.weight"].shape[0] / width,
+            adapter_layers=tuple(adapted), adapter_ratio=(down.shape[0] / width) if down is not None else 0.25,
+            adapter_kernel=int(adapter_state[f"{adapted[0]}.dwconv.weight"].shape[-1]) if adapted else 3,
+            frames=frames, image_size=image_size, scale_factor=scale_factor, snippet_stride=snippet_stride,
+            embd_dim=int(state["projection.embed.0.conv.weight"].shape[0]),
+            fpn_dim=int(state["projection.embed.0.conv.weight"].shape[0]),
+            head_dim=int(state["rpn_head.cls_convs.0.conv.weight"].shape[0]), n_head=n_head, backbone_arch=arch,
+            mha_win_size=(mha_win_size,), head_num_layers=_count(state, "rpn_head.cls_convs.") + 1,
+            regression_range=default_range[:levels - 1] + ((default_range[levels - 1][0], 10000),),
+            head_droppath=0.1 if any(k.endswith("drop_path_attn.scale") for k in state) else 0.0,
+            head_variant="opentad")
+    except ValueError as error:
+        raise InputError(f"does not give a valid AdaTAD: {error}", path=path, field=_FIELD) from None
+    net = build_network(config, classes)
+    ours = net.backbone.encoder.embeddings.position_embeddings
+    if isinstance(table, torch.Tensor) and (table.shape != ours.shape or not torch.allclose(table.float(), ours,
+                                                                                             atol=1e-5)):
+        raise InputError("its position table (pos_embed) is not the sinusoidal one of a 16-frame VideoMAE at "
+                         f"{position} px, which this port computes", path=path, field=_FIELD)
+    load_strict(net.backbone.encoder, encoder_state, path, family=f"{FAMILY} backbone (VideoMAE)")
+    if adapter_state:
+        load_strict(net.backbone.adapters, adapter_state, path, family=f"{FAMILY} adapters")
+    shapes = {k: v.shape for k, v in net.head.state_dict().items()}
+    load_strict(net.head, opentad_head_state(state, shapes), path, family=f"{FAMILY} head (OpenTAD ActionFormer)")
+    return net.eval()
+
+
 # ------------------------------------------------------------------------------------------------
 # The card and the factory
 
@@ -710,13 +875,14 @@ _OPENTAD_FORMAT = ("OpenTAD checkpoint {'epoch', 'state_dict', 'state_dict_ema',
                    "module.neck.*, module.rpn_head.*")
 
 
-def _official(size: str, drive_id: str, mean_ap: float, frames: int = 768, image: int = 160) -> WeightTag:
+def _official(size: str, drive_id: str, mean_ap: float, frames: int = 768, image: int = 160, scale: int = 1
+              ) -> WeightTag:
     return WeightTag(
         name=f"thumos14-videomae{'v2' if size == 'g' else ''}-{size}-{frames}x{image}", source="user",
         where=f"Google Drive (browser download) {_DRIVE}{drive_id} (OpenTAD configs/adatad/README.md, THUMOS-14): "
-              "pass it as --init to `instract-eval train adatad` (backbone + adapters); the detector itself is "
-              "evaluated from the weights.pt that training writes",
-        args={"size": size, "frames": frames, "image_size": image},
+              "pass it as checkpoint=PATH with labels= OpenTAD's data/thumos-14/annotations/category_idx.txt "
+              "(tools/prepare_data/thumos/download_annotation.sh); the file is read as it is",
+        args={"size": size, "frames": frames, "image_size": image, "scale_factor": scale, "snippet_stride": 4},
         notes=f"{_OPENTAD_FORMAT}. Official THUMOS14 average mAP {mean_ap} (tIoU 0.3:0.7); CC-BY-NC weights "
               "(VideoMAE)")
 
@@ -732,7 +898,7 @@ CARD = ModelCard(
         _official("l", "1yijRNA4zeoYnFtTk3N7NyCClihvXFAYK", 73.51),
         _official("h", "1Tpl6GTuWhclZ9b5t6Kswori7az51-DFQ", 74.95),
         _official("g", "1fpac_NXmQBR-g2Lau5FE49LBePPprgMY", 75.06),
-        _official("g", "1_pfJRKnjkLzW4EOQNpms1bMJIeMJXpMC", 77.07, frames=1536, image=224),
+        _official("g", "1_pfJRKnjkLzW4EOQNpms1bMJIeMJXpMC", 77.07, frames=1536, image=224, scale=2),
         WeightTag(name="videomae-s-k400-backbone", source="user",
                   where=f"Google Drive {_DRIVE}1BH5BZmdImaZesUfqtW23eBGC341Gui1D (OpenTAD configs/adatad/README.md, "
                         "'Converted Checkpoints'): the VideoMAE-S K400 backbone the S config starts from; pass it as "
@@ -747,36 +913,67 @@ CARD = ModelCard(
           "CVPR 2024. arXiv:2311.17241",
     citation="liu2024adatad",
     status=NEEDS_USER_WEIGHTS,
-    status_reason="the released detectors are Google Drive downloads in OpenTAD's format; they initialise training "
-                  "here, and the detector evaluated is the one `instract-eval train adatad` writes",
+    status_reason="the released detectors are Google Drive browser downloads (OpenTAD's format, read as they are)",
     checkpoint_formats=("our training recipe's weights.pt ({'recipe': 'adatad', 'state_dict', 'state_dict_ema', "
                         "'labels', 'config'})",
-                        _OPENTAD_FORMAT + " (training initialisation only)",
+                        _OPENTAD_FORMAT + " (with labels=FILE)",
                         "VideoMAE / VideoMAE V2 fine-tuned .pth or its mmaction2 conversion (training initialisation)"),
     code_version="1",
 )
 
 
 @register_model(FAMILY, card=CARD)
-def adatad(checkpoint: str | os.PathLike | None = None, weights: str = "ema", window_overlap: float | None = None,
+def adatad(checkpoint: str | os.PathLike | None = None, labels: str | os.PathLike | None = None, weights: str = "ema",
+           size: str | None = None, frames: int | None = None, image_size: int | None = None,
+           scale_factor: int | None = None, snippet_stride: int | None = None, n_head: int | None = None,
+           mha_win_size: int | None = None, vit_heads: int | None = None, window_overlap: float | None = None,
            pre_nms_thresh: float | None = None, pre_nms_topk: int | None = None, nms_method: str | None = None,
            nms_sigma: float | None = None, min_score: float | None = None, max_seg_num: int | None = None,
-           iou_threshold: float | None = None, multiclass_nms: bool | None = None, threads: int | None = None,
-           size: str | None = None, frames: int | None = None, image_size: int | None = None) -> AdaTADLocalizer:
-    """AdaTAD from the weights our ``adatad`` recipe writes, localizing on video files.
+           iou_threshold: float | None = None, multiclass_nms: bool | None = None,
+           threads: int | None = None) -> AdaTADLocalizer:
+    """AdaTAD localizing on video files, from our recipe's weights or an official OpenTAD checkpoint.
 
-    ``weights``: ``ema`` (the model EMA, as OpenTAD evaluates) or ``raw``. The test settings
-    default to the THUMOS14 configs' (windows overlapping by half, 2000 candidates above 0.001
-    per window, Soft-NMS sigma 0.7 keeping 2000, multi-class). ``size`` / ``frames`` /
-    ``image_size`` are the tags' descriptions of a file: the file's own config decides, and a
-    tag that disagrees with it is refused.
+    Our weights carry their config and class names; ``size`` / ``frames`` / ``image_size`` /
+    ``scale_factor`` / ``snippet_stride`` given with them must agree with it. An official
+    checkpoint holds neither: ``labels=FILE`` names the classes in id order (OpenTAD's
+    ``category_idx.txt``, one per line, or JSON; see `read_label_file`), and the sampling comes
+    from the arguments (defaults: the THUMOS14 768x1 / 160 configs: 768 frames, scale 1, snippet
+    stride 4, 160 px; the head's 4 attention heads and global attention; ``vit_heads`` only for a
+    ViT width that is not an official size). ``weights``: ``ema`` (what OpenTAD evaluates) or
+    ``raw``. Test settings: the THUMOS14 configs' (windows overlapping by half, 2000 candidates
+    above 0.001 per window, Soft-NMS sigma 0.7 keeping 2000, multi-class).
     """
     path = require_checkpoint(FAMILY, checkpoint)
-    net, payload = load_adatad(path, weights=weights)
-    for name, value in (("size", size), ("frames", frames), ("image_size", image_size)):
-        if value is not None and getattr(net.config, name) != value:
-            raise InputError(f"{FAMILY}: {name}={value!r} was asked for but the file was trained with "
-                             f"{getattr(net.config, name)!r}", path=path, field=_ARGS)
+    if weights not in ("ema", "raw"):
+        raise InputError(f"weights must be ema or raw, got {weights!r}", field=_ARGS)
+    sampling = {"frames": frames, "image_size": image_size, "scale_factor": scale_factor,
+                "snippet_stride": snippet_stride}
+    checkpoint_file = read_checkpoint(path, family=FAMILY)
+    payload = checkpoint_file.payload.get("object")
+    inner = payload.get("state_dict") if isinstance(payload, Mapping) else None
+    if isinstance(inner, Mapping) and _is_opentad(inner) and not isinstance(payload.get("config"), Mapping):
+        if labels is None:
+            raise InputError(f"{FAMILY}: an official OpenTAD checkpoint has no class names: pass labels=FILE (the "
+                             "dataset's category_idx.txt, one class per line in id order)", path=path, field=_ARGS)
+        names = read_label_file(labels)
+        given = {k: v for k, v in sampling.items() if v is not None}
+        try:
+            net = load_opentad(path, payload, names, weights=weights, frames=given.get("frames", 768),
+                               image_size=given.get("image_size", 160), scale_factor=given.get("scale_factor", 1),
+                               snippet_stride=given.get("snippet_stride", 4), n_head=n_head or 4,
+                               mha_win_size=-1 if mha_win_size is None else mha_win_size, vit_heads=vit_heads)
+        except TypeError as error:
+            raise InputError(f"{FAMILY}: {error}", field=_ARGS) from None
+        if size is not None and SIZES.get(size, (None,))[0] != net.config.hidden_size:
+            raise InputError(f"{FAMILY}: size={size!r} was asked for but the file's ViT is {net.config.hidden_size} "
+                             "wide", path=path, field=_ARGS)
+    else:
+        net, payload = load_adatad(path, weights=weights)
+        names = list(payload["labels"]) if labels is None else read_label_file(labels)
+        for name, value in {"size": size, **sampling}.items():
+            if value is not None and getattr(net.config, name) != value:
+                raise InputError(f"{FAMILY}: {name}={value!r} was asked for but the file was trained with "
+                                 f"{getattr(net.config, name)!r}", path=path, field=_ARGS)
     defaults = AdaTADTest()
     nms_values = {"method": nms_method, "sigma": nms_sigma, "min_score": min_score, "max_seg_num": max_seg_num,
                   "iou_threshold": iou_threshold, "multiclass": multiclass_nms}
@@ -787,4 +984,4 @@ def adatad(checkpoint: str | os.PathLike | None = None, weights: str = "ema", wi
             ("pre_nms_topk", pre_nms_topk)) if v is not None})
     except (TypeError, ValueError) as error:
         raise InputError(f"{FAMILY}: {error}", field=_ARGS) from None
-    return AdaTADLocalizer(net, list(payload["labels"]), test=test, checkpoint=path, threads=threads).eval()
+    return AdaTADLocalizer(net, names, test=test, checkpoint=path, threads=threads).eval()

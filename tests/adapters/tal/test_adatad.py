@@ -9,6 +9,7 @@ temporal-informative adapter an explicit loop over windows, positions and time s
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -330,11 +331,70 @@ def test_bad_weights_are_refused_in_one_line(tmp_path):
         create_model("adatad", checkpoint=str(tmp_path / "other.pt"))
     torch.save({"epoch": 1, "state_dict": {"module.backbone.model.backbone.blocks.0.attn.qkv.weight": torch.zeros(3)},
                 "optimizer": {}}, tmp_path / "opentad.pth")
-    with pytest.raises(InputError, match="OpenTAD AdaTAD checkpoint"):
+    with pytest.raises(InputError, match="official OpenTAD checkpoint has no class names: pass labels=FILE"):
         create_model("adatad", checkpoint=str(tmp_path / "opentad.pth"))
+    (tmp_path / "labels.txt").write_text("a\nb\n")
+    with pytest.raises(InputError, match="opentad.pth.*lacks embeddings.patch_embeddings"):
+        create_model("adatad", checkpoint=str(tmp_path / "opentad.pth"), labels=str(tmp_path / "labels.txt"))
     torch.save({"recipe": "adatad", "state_dict": {}, "labels": ["a"], "config": {"frames": 32, "colour": 1}},
                tmp_path / "unknown.pt")
     with pytest.raises(InputError, match="unknown AdaTAD settings: colour"):
         create_model("adatad", checkpoint=str(tmp_path / "unknown.pt"))
     with pytest.raises(ValueError, match="multiple of the VideoMAE clip length"):
         tiny(frames=30)
+
+
+OFFICIAL = Path(__file__).resolve().parents[2] / "data" / "official" / "adatad"
+OFFICIAL_ARGS = dict(labels=str(OFFICIAL / "category_idx.txt"), frames=32, image_size=32, snippet_stride=2, n_head=2,
+                     vit_heads=2)
+
+
+def _proposals(net, feats, masks, row):
+    with torch.no_grad():
+        out = net.head(feats, masks[:, None])
+    points = torch.cat(out.points)
+    offsets = torch.cat([o[row] for o in out.offsets])
+    valid = torch.cat([m[row] for m in out.masks])
+    segments = torch.stack((points[:, 0] - offsets[:, 0] * points[:, 3], points[:, 0] + offsets[:, 1] * points[:, 3]), -1)
+    return segments[valid], torch.cat([c[row] for c in out.cls_logits]).sigmoid()[valid]
+
+
+def test_official_opentad_checkpoint_gives_opentads_head_outputs():
+    """``opentad_tiny.pth`` (OpenTAD's layout) read by the factory: the head's proposals and scores
+    equal OpenTAD's own ``forward_test`` on a full and on a padded window (``golden.pt``)."""
+    from instract_eval.adapters import create_model
+
+    model = create_model("adatad", checkpoint=str(OFFICIAL / "opentad_tiny.pth"), **OFFICIAL_ARGS)
+    golden = torch.load(OFFICIAL / "golden.pt", weights_only=True)
+    assert model.labels == ["Jump", "Throw", "Wave"] and model.config.head_variant == "opentad"
+    assert model.config.adapter_layers == (0, 1) and model.config.adapter_ratio == 0.25
+    for row in (0, 1):
+        segments, scores = _proposals(model.net, golden["feats"], golden["masks"], row)
+        torch.testing.assert_close(segments, golden[f"proposals_{row}"], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(scores, golden[f"scores_{row}"], atol=1e-6, rtol=1e-5)
+    # the release's ActionFormer (H6's port as it is) differs from OpenTAD's on the padded window only
+    release = build_network(dataclasses.replace(model.config, head_variant="release"), 3).eval()
+    release.load_state_dict(model.net.state_dict())
+    segments, scores = _proposals(release, golden["feats"], golden["masks"], 1)
+    assert (scores - golden["scores_1"]).abs().max() > 1e-3
+    # the raw weights are not the averaged ones, and the backbone came from the file
+    raw = create_model("adatad", checkpoint=str(OFFICIAL / "opentad_tiny.pth"), weights="raw", **OFFICIAL_ARGS)
+    payload = torch.load(OFFICIAL / "opentad_tiny.pth", weights_only=True)
+    gamma = "module.backbone.model.backbone.blocks.1.adapter.gamma"
+    assert raw.net.backbone.adapters["1"].gamma.item() == pytest.approx(payload["state_dict"][gamma].item())
+    assert model.net.backbone.adapters["1"].gamma.item() == pytest.approx(payload["state_dict_ema"][gamma].item())
+    with pytest.raises(InputError, match="size='b' was asked for but the file's ViT is 32 wide"):
+        create_model("adatad", checkpoint=str(OFFICIAL / "opentad_tiny.pth"), size="b", **OFFICIAL_ARGS)
+    with pytest.raises(InputError, match="not an official AdaTAD size.*vit_heads"):
+        create_model("adatad", checkpoint=str(OFFICIAL / "opentad_tiny.pth"),
+                     **{**OFFICIAL_ARGS, "vit_heads": None})
+
+
+def test_official_checkpoint_localizes_a_video(split):
+    from instract_eval.adapters import create_model
+
+    model = create_model("adatad", checkpoint=str(OFFICIAL / "opentad_tiny.pth"), **OFFICIAL_ARGS)
+    video = split.video_root / "talval_0000.mp4"
+    found = model.localize(str(video), model.labels, None)
+    duration = video_timing(video)[2]
+    assert found and all(0.0 <= s.start <= s.end <= duration for s in found)
