@@ -94,7 +94,7 @@ from .nms import NMSConfig, batched_nms
 
 __all__ = ["FAMILY", "AdaTADConfig", "TemporalInformativeAdapter", "AdaTADBackbone", "AdaTADNet", "AdaTADLocalizer",
            "build_network", "backbone_state_dict", "window_starts", "window_frame_indices", "video_timing",
-           "window_candidates", "load_adatad", "load_opentad", "opentad_head", "opentad_head_state", "CARD", "SIZES",
+           "window_candidates", "load_adatad", "load_opentad", "opentad_head", "opentad_head_state", "is_opentad_state", "CARD", "SIZES",
            "HEAD_VARIANTS"]
 
 FAMILY = "adatad"
@@ -748,7 +748,8 @@ def load_adatad(path: str | os.PathLike, *, weights: str = "ema") -> tuple[AdaTA
     return net, dict(payload)
 
 
-def _is_opentad(state: Mapping[str, Any]) -> bool:
+def is_opentad_state(state: Mapping[str, Any]) -> bool:
+    """Whether a state dict is an OpenTAD detector's (its backbone nested as BackboneWrapper nests it)."""
     return any(str(key).startswith(("module.backbone.model.backbone.", "backbone.model.backbone.")) for key in state)
 
 
@@ -951,7 +952,7 @@ def adatad(checkpoint: str | os.PathLike | None = None, labels: str | os.PathLik
     checkpoint_file = read_checkpoint(path, family=FAMILY)
     payload = checkpoint_file.payload.get("object")
     inner = payload.get("state_dict") if isinstance(payload, Mapping) else None
-    if isinstance(inner, Mapping) and _is_opentad(inner) and not isinstance(payload.get("config"), Mapping):
+    if isinstance(inner, Mapping) and is_opentad_state(inner) and not isinstance(payload.get("config"), Mapping):
         if labels is None:
             raise InputError(f"{FAMILY}: an official OpenTAD checkpoint has no class names: pass labels=FILE (the "
                              "dataset's category_idx.txt, one class per line in id order)", path=path, field=_ARGS)

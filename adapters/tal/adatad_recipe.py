@@ -20,9 +20,13 @@ and where it lives here:
   (area 0.08-1, aspect 3/4-4/3, one box per window), squashed to ``image_size``, flipped with
   probability 0.5, ImageNet mean/std. The official pipeline also applies ``ImgAug('default')`` and
   ``ColorJitter``, which are not reproduced (``augment: false`` turns the rest off too).
-- **Model and loss.** `AdaTADNet`: the frozen VideoMAE, the adapters, the ActionFormer head;
-  centre-sampled targets (radius 1.5), focal + DIoU losses divided by the moving average of
-  positives (a buffer, so checkpoints and resume carry it). The model EMA (decay 0.999, OpenTAD
+- **Model and loss.** `AdaTADNet`: the frozen VideoMAE, the adapters, OpenTAD's ActionFormer head
+  (``head_variant``); centre-sampled targets (radius 1.5), focal + DIoU losses divided by the
+  moving average of positives (a buffer, so checkpoints and resume carry it), H6's port of the
+  release's losses. OpenTAD's ``AnchorFreeHead.losses`` was read, not run: the same targets
+  (shortest segment, ties within 1e-3), the same normaliser, and its DIoU taken on the decoded
+  segments instead of the stride-normalised distances, which gives the same value (IoU and the
+  DIoU penalty do not change under the shared shift and scale). The model EMA (decay 0.999, OpenTAD
   ``ModelEma``) is kept as buffers for the trainable parameters only: the frozen ones never
   change, so their average is themselves.
 - **Optimizer** (``optimizer.backbone.custom`` + ``get_optim_groups``): AdamW, lr 1e-4, weight
@@ -34,8 +38,9 @@ and where it lives here:
   default is 60 epochs of cosine (set ``train.epochs`` / ``warmup_steps`` for other data).
 
 ``--init FILE``: a VideoMAE backbone (official fine-tuned ``.pth``, its mmaction2 conversion as
-the configs' ``pretrain=``), an OpenTAD AdaTAD checkpoint (backbone + adapters), or our own
-weights (everything). Without it the ViT is random (synthetic runs only). The weights file is
+the configs' ``pretrain=``), an OpenTAD AdaTAD checkpoint (backbone + adapters, and its head
+when every head tensor fits, i.e. the same classes and widths; otherwise the head starts fresh),
+or our own weights (everything). Without it the ViT is random (synthetic runs only). The weights file is
 evaluated by the ``adatad`` localizer with ``checkpoint=PATH`` alone.
 """
 
@@ -60,9 +65,10 @@ from instract_eval.media import IMAGENET_MEAN, IMAGENET_STD, VideoReader
 from instract_eval.media.transforms import resize_short_side, resize_to
 from instract_eval.training.recipe import DataSource, ParamGroup, TrainingRecipe, register_recipe
 
-from ..core.checkpoints import load_strict, read_checkpoint
+from ..core.checkpoints import load_strict, read_checkpoint, strip_prefix
 from .actionformer import ChannelLayerNorm, Scale
-from .adatad import FAMILY, AdaTADConfig, AdaTADNet, build_network, frame_times, load_backbone, video_timing
+from .adatad import (FAMILY, AdaTADConfig, AdaTADNet, is_opentad_state, build_network, frame_times, load_backbone,
+                     opentad_head_state, video_timing)
 from .data import crop_example
 from .losses import LossNormalizer, actionformer_losses, batch_targets
 
@@ -357,6 +363,13 @@ class AdaTADRecipe(TrainingRecipe):
                     getattr(trainer.ema, name.replace(".", "__")).copy_(ema[name])
             return
         load_backbone(trainer.net.backbone, path)
+        state = checkpoint.state_dict or (payload.get("state_dict") if isinstance(payload, Mapping) else None) or {}
+        state = strip_prefix(dict(state), "module.")
+        if is_opentad_state(state):
+            shapes = {k: v.shape for k, v in trainer.net.head.state_dict().items()}
+            head = opentad_head_state(state, shapes)
+            if head.keys() == shapes.keys() and all(tuple(head[k].shape) == tuple(shapes[k]) for k in shapes):
+                load_strict(trainer.net.head, head, path, family=f"{FAMILY} head (OpenTAD ActionFormer)")
         for name in trainer.averaged():
             getattr(trainer.ema, name.replace(".", "__")).copy_(trainer.net.get_parameter(name).detach())
 

@@ -137,6 +137,31 @@ def test_parameter_groups_are_opentads(split):
     assert not any(n.startswith("backbone.encoder.") for n in everything)     # the ViT is not trained
 
 
+def test_init_from_an_official_checkpoint_takes_its_backbone_adapters_and_fitting_head(split, tmp_path):
+    from .test_adatad import OFFICIAL, OFFICIAL_ARGS
+
+    root = tmp_path / "data"
+    videos = {f"taltrain_000{i}": label for i, label in enumerate(("Jump", "Throw", "Wave"))}
+    _ground_truth(root, {name: {"subset": "training", "annotations": [{"segment": [1.0, 2.0], "label": label}]}
+                         for name, label in videos.items()})
+    for name in videos:
+        (root / "videos" / f"{name}.mp4").write_bytes((split.video_root / f"{name}.mp4").read_bytes())
+    official = create_model("adatad", checkpoint=str(OFFICIAL / "opentad_tiny.pth"), weights="raw", **OFFICIAL_ARGS)
+    recipe = get_recipe("adatad")
+    recipe.training_items(official.config, DataSource(root))
+    module = recipe.build(official.config, init=OFFICIAL / "opentad_tiny.pth")
+    expected = official.net.state_dict()
+    assert module.net.state_dict().keys() == expected.keys()
+    for name, value in module.net.state_dict().items():
+        assert torch.equal(value, expected[name]), name
+    # eight classes: the head does not fit and starts fresh, the backbone still comes from the file
+    recipe.training_items(official.config, DataSource(split.root))
+    fresh = recipe.build(official.config, init=OFFICIAL / "opentad_tiny.pth")
+    assert fresh.net.head.dims.num_classes == 8
+    assert torch.equal(fresh.net.backbone.adapters["0"].gamma, official.net.backbone.adapters["0"].gamma)
+    assert not torch.equal(fresh.net.head.backbone.embd[0].conv.weight, official.net.head.backbone.embd[0].conv.weight)
+
+
 @pytest.mark.slow
 def test_train_two_steps_lowers_the_loss_and_the_weights_localize(split, tmp_path):
     model = dict(TINY, crop_ratio=None, augment=False, drop_path=0.0, head_droppath=0.0)
