@@ -264,7 +264,12 @@ class ActionFormerLocalizer(nn.Module):
                              f"model's ({', '.join(self.labels[:3])}, ...); pass labels=FILE naming its classes",
                              field=_ARGS)
         feats = read_features(path, dim=self.dims.input_dim)
-        timing = feature_timing(path, self.timing, feats.shape[0])
+        return self.localize_features(feats, feature_timing(path, self.timing, feats.shape[0]), classes)
+
+    def localize_features(self, feats: Any, timing: FeatureTiming, classes: Sequence[str]) -> list[Segment]:
+        """Detections on a ``[T, C]`` feature array with its timing (a localizer that computes its
+        features itself, such as ``actionformer-synth``, calls this directly)."""
+        wanted = set(classes)
         device = next(self.net.parameters()).device
         with torch.autocast(device_type=device.type, enabled=False):
             found = self.net.detect(torch.from_numpy(feats).to(device), fps=timing.fps, feat_stride=timing.stride,

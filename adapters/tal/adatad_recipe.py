@@ -293,7 +293,8 @@ class AdaTADRecipe(TrainingRecipe):
         if data.synth:
             from instract_eval.synth.tal_training import ensure_tal_training
 
-            return ensure_tal_training(Path(data.root) / "tal", seed=data.seed).root
+            # the same split the feature heads train on (their features sit beside it, under tal/)
+            return ensure_tal_training(Path(data.root) / "tal" / "split", seed=data.seed).root
         return Path(data.root)
 
     def training_items(self, config: AdaTADConfig, data: DataSource) -> Sequence[AdaTADItem]:

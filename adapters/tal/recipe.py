@@ -52,6 +52,16 @@ from .losses import LossNormalizer, actionformer_losses, batch_targets
 __all__ = ["ActionFormerConfig", "ActionFormerTrainer", "ActionFormerRecipe"]
 
 
+def _data_root(data: DataSource) -> Path:
+    """The directory with ``annotations.json`` and ``features/``; for ``--data synth`` the synthetic
+    TAL training split with its synth-temporal features, made once under ``ROOT/tal``."""
+    if data.synth:
+        from .synth import ensure_synth_tal_data
+
+        return ensure_synth_tal_data(data.root / "tal", seed=data.seed)
+    return Path(data.root)
+
+
 @dataclass(frozen=True)
 class ActionFormerConfig:
     """Every hyperparameter, defaulted as the release's THUMOS14 I3D config (``configs/thumos_i3d.yaml``
@@ -197,10 +207,7 @@ class ActionFormerRecipe(TrainingRecipe):
     # -- data
 
     def training_items(self, config: ActionFormerConfig, data: DataSource) -> Sequence[TALItem]:
-        if data.synth:
-            raise InputError("actionformer trains on feature files: give --data DIR (annotations + features), "
-                             "not synth", field="--data")
-        root = Path(data.root)
+        root = _data_root(data)
         split = read_split(root / config.annotations, root / config.features, config.train_split, fps=config.fps,
                            feat_stride=config.feat_stride, num_frames=config.num_frames,
                            suffix=config.feature_suffix)

@@ -33,7 +33,7 @@ from instract_eval.cli import main
 
 OFFICIAL = Path(__file__).resolve().parents[1] / "data" / "official"
 # Models that need no checkpoint: created with their defaults.
-NO_CHECKPOINT = {"random": {}, "null": {}, "synth-bag-of-frames": {}, "synth-temporal": {}}
+NO_CHECKPOINT = {"random": {}, "null": {}, "synth-bag-of-frames": {}, "synth-temporal": {}, "actionformer-synth": {}}
 CAPTIONS = ["a person cuts an onion", "open the jar slowly", "Someone's SLICING vegetables, quickly!!"]
 
 
