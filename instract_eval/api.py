@@ -17,7 +17,7 @@ from .tasks.resolve import task_registry
 
 __all__ = ["evaluate", "task_registry", "DEFAULT_MODELS", "DEFAULT_TASKS"]
 
-DEFAULT_MODELS = ("synth-bag-of-frames", "synth-temporal")
+DEFAULT_MODELS = ("synth-bag-of-frames", "synth-temporal", "actionformer-synth")
 DEFAULT_TASKS = ("synth",)
 
 

@@ -261,7 +261,7 @@ def _check_line(name: str, report: dict, decode: bool | None) -> str:
 def run(
     model: Annotated[Optional[list[str]], typer.Option(
         "--model", "-m", metavar="NAME", help="Model name (see `instract-eval list models`), or package.module:factory; "
-        "repeatable. Default: synth-bag-of-frames and synth-temporal.")] = None,
+        "repeatable. Default: synth-bag-of-frames, synth-temporal and actionformer-synth.")] = None,
     task: Annotated[Optional[list[str]], typer.Option(
         "--task", "-t", metavar="NAME", help="Task or group name (see `instract-eval list tasks`); repeatable. "
         "Default: the synth group on the embedded synthetic world.")] = None,
@@ -304,7 +304,7 @@ def run(
 ) -> None:
     """Evaluate models on tasks: batched, deduplicated across tasks, cached, resumable, distributed.
 
-    With no arguments it evaluates the two small models trained on the synthetic action world on its synth group and prints their comparison.
+    With no arguments it evaluates the three small models trained on the synthetic action world (two dual encoders and an ActionFormer head on the order-aware one's features) on its synth group and prints their comparison.
 
     Under `torchrun --nproc-per-node N -m instract_eval run ...` the unique inputs are split over the ranks and rank 0 writes.
 
@@ -335,8 +335,9 @@ def run(
                               limit=limit, log_samples=log_samples, allow_missing=allow_missing)
         if report.is_main:
             _print_table(summary_table(report.records, report.skipped))
-            for model_name, task_name, why in report.skipped:
-                typer.echo(plain(f"skipped {task_name} for {model_name}: it {why}"))
+            for (model_name, why), task_names in _grouped_skips(report.skipped).items():
+                subject = "it" if len(task_names) == 1 else "each"
+                typer.echo(plain(f"skipped {', '.join(task_names)} for {model_name}: {subject} {why}"))
             typer.echo(f"wrote {plural(len(report.written), 'result record')} to {output}/"
                        + (" with per-sample logs" if log_samples else ""))
             if site is not None:
@@ -346,6 +347,14 @@ def run(
                 typer.echo(f"leaderboard of every record in {output}/: {site / 'index.html'}")
     finally:
         close_process_group()
+
+
+def _grouped_skips(skipped) -> dict[tuple[str, str], list[str]]:
+    """(model, reason) -> the tasks skipped for it: a localizer in the synth group is one line, not eight."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for model_name, task_name, why in skipped:
+        grouped.setdefault((model_name, why), []).append(task_name)
+    return grouped
 
 
 def _site_for(output: Path, site: Path | None) -> Path:
