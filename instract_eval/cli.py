@@ -695,7 +695,8 @@ def leaderboard_build(
 
 @app.command("train")
 def train(
-    model: Annotated[str, typer.Argument(metavar="MODEL", help="The model to train (trainable: instraction).")],
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="The model to train: instraction, actionformer, "
+                                         "tridet or adatad; or package.module:RecipeClass.")],
     config: Annotated[Optional[Path], typer.Option(
         "--config", metavar="FILE", help="YAML or JSON with a 'train:' section (the loop's settings) and a 'model:' "
         "section (the model's hyperparameters); every key is checked.", dir_okay=False)] = None,

@@ -193,3 +193,13 @@ def test_the_python_api_trains_without_the_command_line(tmp_path):
                                 overrides=[("train", "steps", 4)]))
     assert report.steps == 4 and report.started_at == 0 and report.weights == tmp_path / "api" / "weights.pt"
     assert set(report.last_losses) == {"total", "mse"}
+
+
+def test_the_help_names_every_trainable_model(capsys):
+    from instract_eval.training.recipe import available_recipes
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    for name in available_recipes():
+        assert name in help_text, name
