@@ -27,16 +27,15 @@ hard negatives are hard by construction, is documented in `vocabulary`, `motion`
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import writers
+from .generated import check_replaceable, ensure_generated, publish, read_generator_manifest
 from .benchmarks import WorldContent, build_world
 from .render import video_codec, write_mp4
 from .sizes import SIZES, WorldSize, world_size
@@ -75,7 +74,7 @@ def generate_world(out_dir: str | os.PathLike, *, seed: int = 0, size: str | Wor
     started = time.perf_counter()
     spec = world_size(size)
     out = Path(out_dir)
-    _check_replaceable(out)
+    check_replaceable(out, generator=GENERATOR, what="a generated world")
     content = build_world(seed, spec)
     partial = out.parent / f".{out.name}.partial-{os.getpid()}"
     if partial.exists():
@@ -97,10 +96,7 @@ def generate_world(out_dir: str | os.PathLike, *, seed: int = 0, size: str | Wor
         document = {**manifest.as_json(), "canvas": spec.canvas, "fps": spec.fps, "codec": video_codec(),
                     "size_spec": spec.as_dict()}
         writers.write_json(partial / writers.MANIFEST, document)
-        _check_replaceable(out)
-        if out.exists():
-            shutil.rmtree(out)
-        partial.rename(out)
+        publish(partial, out, generator=GENERATOR, what="a generated world")
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -110,12 +106,8 @@ def generate_world(out_dir: str | os.PathLike, *, seed: int = 0, size: str | Wor
 
 def read_manifest(out_dir: str | os.PathLike) -> WorldManifest | None:
     """The manifest of the world in ``out_dir``, or None if there is none (or not one of ours)."""
-    path = Path(out_dir) / writers.MANIFEST
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
-        return None
-    if not isinstance(document, dict) or document.get("generator") != GENERATOR:
+    document = read_generator_manifest(out_dir, GENERATOR)
+    if document is None:
         return None
     return WorldManifest(root=Path(out_dir), seed=document["seed"], size=document["size"],
                          generator_version=document["generator_version"], counts=document["counts"],
@@ -131,12 +123,8 @@ def ensure_world(out_dir: str | os.PathLike, *, seed: int = 0, size: str | World
     beside the world; whoever waited for the lock finds the world made and reuses it.
     """
     spec = world_size(size)
-    found = _usable_world(out_dir, seed, spec)
-    if found is not None:
-        return found
-    with _exclusive_lock(Path(out_dir).parent / f".{Path(out_dir).name}.lock"):
-        found = _usable_world(out_dir, seed, spec)  # made by the process we waited for
-        return found if found is not None else generate_world(out_dir, seed=seed, size=spec)
+    return ensure_generated(out_dir, lambda: _usable_world(out_dir, seed, spec),
+                            lambda: generate_world(out_dir, seed=seed, size=spec))
 
 
 def _usable_world(out_dir: str | os.PathLike, seed: int, spec: WorldSize) -> WorldManifest | None:
@@ -146,32 +134,6 @@ def _usable_world(out_dir: str | os.PathLike, seed: int, spec: WorldSize) -> Wor
         if document.get("size_spec") == spec.as_dict():
             return found
     return None
-
-
-@contextlib.contextmanager
-def _exclusive_lock(path: Path) -> Iterator[None]:
-    """An advisory lock held across processes (``flock``); where there is none, no lock."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        try:
-            import fcntl
-        except ImportError:  # not POSIX: generation is still atomic, only not exclusive
-            yield
-            return
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-def _check_replaceable(out: Path) -> None:
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise FileExistsError(f"{out} exists and is not a directory")
-    if any(out.iterdir()) and read_manifest(out) is None:
-        raise FileExistsError(f"{out} holds files that are not a generated world; choose an empty or new directory")
 
 
 def _counts(content: WorldContent, frame_count: int) -> dict[str, int]:

@@ -37,7 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _exclusive_lock, writers
+from . import writers
+from .generated import check_replaceable, ensure_generated, publish, read_generator_manifest
 from .benchmarks import PLAN_TRIES, TAL_MIN_IDLE_S, TAL_STEP_S, _seconds
 from .render import video_codec, write_mp4
 from .vocabulary import ACTION_NAMES
@@ -197,7 +198,7 @@ def write_tal_training(out_dir: str | os.PathLike, *, seed: int, size: str | Tal
     started = time.perf_counter()
     spec = _size(size)
     out = Path(out_dir)
-    _check_replaceable(out)
+    check_replaceable(out, generator=GENERATOR, what="a synthetic TAL training split")
     clips, document = tal_training_clips(seed, spec)
     partial = out.parent / f".{out.name}.partial-{os.getpid()}"
     if partial.exists():
@@ -220,10 +221,7 @@ def write_tal_training(out_dir: str | os.PathLike, *, seed: int, size: str | Tal
         writers.write_json(partial / writers.MANIFEST, {
             "generator": GENERATOR, "generator_version": GENERATOR_VERSION, "seed": seed, "size": spec.name,
             "size_spec": spec.as_dict(), "codec": video_codec(), "counts": counts})
-        _check_replaceable(out)
-        if out.exists():
-            shutil.rmtree(out)
-        partial.rename(out)
+        publish(partial, out, generator=GENERATOR, what="a synthetic TAL training split")
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -232,11 +230,7 @@ def write_tal_training(out_dir: str | os.PathLike, *, seed: int, size: str | Tal
 
 def read_tal_training_manifest(out_dir: str | os.PathLike) -> dict | None:
     """The split's ``manifest.json`` document, or None when there is none made by this generator."""
-    try:
-        document = json.loads((Path(out_dir) / writers.MANIFEST).read_text(encoding="utf-8"))
-    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
-        return None
-    return document if isinstance(document, dict) and document.get("generator") == GENERATOR else None
+    return read_generator_manifest(out_dir, GENERATOR)
 
 
 def ensure_tal_training(out_dir: str | os.PathLike, seed: int = 0, size: str | TalTrainingSize = "default"
@@ -245,12 +239,8 @@ def ensure_tal_training(out_dir: str | os.PathLike, seed: int = 0, size: str | T
     complete (its ground truth, task file and every video it names are there); otherwise a fresh
     one, made under a lock beside it so that two first runs do not both write."""
     spec = _size(size)
-    found = _usable(out_dir, seed, spec)
-    if found is not None:
-        return found
-    with _exclusive_lock(Path(out_dir).parent / f".{Path(out_dir).name}.lock"):
-        found = _usable(out_dir, seed, spec)
-        return found if found is not None else write_tal_training(out_dir, seed=seed, size=spec)
+    return ensure_generated(out_dir, lambda: _usable(out_dir, seed, spec),
+                            lambda: write_tal_training(out_dir, seed=seed, size=spec))
 
 
 def _usable(out_dir: str | os.PathLike, seed: int, spec: TalTrainingSize) -> TalTrainingSplit | None:
@@ -268,12 +258,3 @@ def _usable(out_dir: str | os.PathLike, seed: int, spec: TalTrainingSize) -> Tal
         return None
     return TalTrainingSplit(root=root, seed=seed, size=spec.name, counts=manifest.get("counts", {}))
 
-
-def _check_replaceable(out: Path) -> None:
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise FileExistsError(f"{out} exists and is not a directory")
-    if any(out.iterdir()) and read_tal_training_manifest(out) is None:
-        raise FileExistsError(f"{out} holds files that are not a synthetic TAL training split; "
-                              "choose an empty or new directory")

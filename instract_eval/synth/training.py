@@ -52,7 +52,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _exclusive_lock, captions, writers
+from . import captions, writers
+from .generated import check_replaceable, ensure_generated, publish, read_generator_manifest
 from .benchmarks import _placed, _random_plan, _seconds
 from .render import video_codec, write_mp4
 from .sizes import WorldSize
@@ -235,7 +236,7 @@ def write_instract_training(out_dir: str | os.PathLike, *, seed: int, size: str 
     started = time.perf_counter()
     spec = _size(size)
     out = Path(out_dir)
-    _check_replaceable(out)
+    check_replaceable(out, generator=GENERATOR, what="a synthetic training split")
     clips, document = training_entries(seed, spec)
     partial = out.parent / f".{out.name}.partial-{os.getpid()}"
     if partial.exists():
@@ -254,10 +255,7 @@ def write_instract_training(out_dir: str | os.PathLike, *, seed: int, size: str 
         writers.write_json(partial / writers.MANIFEST, {
             "generator": GENERATOR, "generator_version": GENERATOR_VERSION, "seed": seed, "size": spec.name,
             "size_spec": spec.as_dict(), "codec": video_codec(), "counts": counts})
-        _check_replaceable(out)
-        if out.exists():
-            shutil.rmtree(out)
-        partial.rename(out)
+        publish(partial, out, generator=GENERATOR, what="a synthetic training split")
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -266,11 +264,7 @@ def write_instract_training(out_dir: str | os.PathLike, *, seed: int, size: str 
 
 def read_training_manifest(out_dir: str | os.PathLike) -> dict | None:
     """The split's ``manifest.json`` document, or None when there is none made by this generator."""
-    try:
-        document = json.loads((Path(out_dir) / writers.MANIFEST).read_text(encoding="utf-8"))
-    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
-        return None
-    return document if isinstance(document, dict) and document.get("generator") == GENERATOR else None
+    return read_generator_manifest(out_dir, GENERATOR)
 
 
 def ensure_instract_training(out_dir: str | os.PathLike, seed: int, size: str | TrainingSize = "default"
@@ -279,12 +273,8 @@ def ensure_instract_training(out_dir: str | os.PathLike, seed: int, size: str | 
     complete (its annotations and every video they name are there); otherwise a fresh one, made
     under a lock beside it so that two first runs do not both write."""
     spec = _size(size)
-    found = _usable(out_dir, seed, spec)
-    if found is not None:
-        return found
-    with _exclusive_lock(Path(out_dir).parent / f".{Path(out_dir).name}.lock"):
-        found = _usable(out_dir, seed, spec)
-        return found if found is not None else write_instract_training(out_dir, seed=seed, size=spec)
+    return ensure_generated(out_dir, lambda: _usable(out_dir, seed, spec),
+                            lambda: write_instract_training(out_dir, seed=seed, size=spec))
 
 
 def _usable(out_dir: str | os.PathLike, seed: int, spec: TrainingSize) -> TrainingSplit | None:
@@ -302,12 +292,3 @@ def _usable(out_dir: str | os.PathLike, seed: int, spec: TrainingSize) -> Traini
         return None
     return TrainingSplit(root=root, seed=seed, size=spec.name, counts=manifest.get("counts", {}))
 
-
-def _check_replaceable(out: Path) -> None:
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise FileExistsError(f"{out} exists and is not a directory")
-    if any(out.iterdir()) and read_training_manifest(out) is None:
-        raise FileExistsError(f"{out} holds files that are not a synthetic training split; "
-                              "choose an empty or new directory")
