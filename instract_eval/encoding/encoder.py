@@ -38,6 +38,7 @@ import torch
 from instract_eval.adapters.protocols import Segment, has_own_similarity, list_dependent_scores
 from instract_eval.errors import InputError
 from instract_eval.media import ClipRequest, FrameSpec, clip_loader
+from instract_eval.media.decode import decoder_threads
 
 from .cache import OutputCache, digest
 from .distributed import SINGLE_PROCESS, Ranks
@@ -97,6 +98,11 @@ class Encoder:
         self.progress = progress
         self.label = ""  # whose work the progress shows (the runner sets "MODEL TASK")
         self.counts: Counter[str] = Counter()
+        # How clips are decoded, for the run's record: worker processes and decoder threads each.
+        threads = decoder_threads(max(1, num_workers))
+        self.decoding = {"workers": num_workers, "decoder_threads": threads,
+                         "thread_type": "frame+slice" if threads > 1 else "single",
+                         "gop_sharing": "requests sorted by video and time, each keyframe interval decoded once"}
         self._outputs: dict[str, dict[str, Any]] = {}
         self._forward_limit: dict[str, int] = {}
 
@@ -180,7 +186,7 @@ class Encoder:
         self.counts["videos_reused"] += len(requests) - len(todo)
 
         def score_share(share: list[str]) -> dict[str, Any]:
-            loader = clip_loader([requests[key] for key in share], spec, batch_size=self.batch_size,
+            loader = clip_loader(_decoding_order(requests[key] for key in share), spec, batch_size=self.batch_size,
                                  num_workers=self.num_workers, on_error=self._on_decode_error)
             outputs: dict[str, Any] = {}
             for batch in self._progress(loader, "scoring pairs", total=len(share),
@@ -351,8 +357,8 @@ class Encoder:
 
     def _encode_clips(self, requests: list[ClipRequest], spec: FrameSpec, method: str,
                       namespace: Mapping[str, Any], identity: Mapping[str, str]) -> dict[str, Any]:
-        loader = clip_loader(requests, spec, batch_size=self.batch_size, num_workers=self.num_workers,
-                             on_error=self._on_decode_error)
+        loader = clip_loader(_decoding_order(requests), spec, batch_size=self.batch_size,
+                             num_workers=self.num_workers, on_error=self._on_decode_error)
         encode = getattr(self.model, method)
         outputs: dict[str, Any] = {}
         for batch in self._progress(loader, "encoding videos", total=len(requests),
@@ -422,6 +428,13 @@ class Encoder:
                 self.progress.advance(bar, step(item) if step else 1)
         finally:
             self.progress.remove_task(bar)
+
+
+def _decoding_order(requests: Iterable[ClipRequest]) -> list[ClipRequest]:
+    """Requests by video, then by time: consecutive batches then walk each video forward, so the
+    media layer decodes each keyframe interval they need once (outputs are stored by key, so the
+    order changes nothing else)."""
+    return sorted(requests, key=lambda r: (r.path, r.start, np.inf if r.end is None else r.end, r.key()))
 
 
 def _same_length_groups(lists: list[list[str]]) -> list[tuple[list[int], list[list[str]]]]:
