@@ -47,6 +47,31 @@ __all__ = ["TALItem", "TALSplit", "read_split", "crop_example"]
 
 
 @dataclass(frozen=True)
+class FeatureDataConfig:
+    """The data settings every feature-based head's recipe reads (`read_split`, `crop_example`),
+    defaulted as the THUMOS14 configs of the releases: ``DIR/annotations.json`` (ActivityNet format)
+    and ``DIR/features/``, trained on the ``validation`` subset, I3D timing (30 fps, stride 4,
+    16-frame windows) when the features have no ``features.json``, and the release's truncation."""
+
+    annotations: str = "annotations.json"
+    features: str = "features"
+    feature_suffix: str = ".npy"
+    train_split: tuple[str, ...] = ("validation",)
+    fps: float = 30.0                 # timing when the feature directory has no features.json
+    feat_stride: float = 4.0
+    num_frames: float = 16.0
+    max_seq_len: int = 2304
+    trunc_thresh: float = 0.5
+    crop_ratio: tuple[float, float] | None = (0.9, 1.0)
+
+    def check_data(self) -> None:
+        if self.crop_ratio is not None and not 0 < self.crop_ratio[0] <= self.crop_ratio[1] <= 1:
+            raise ValueError(f"crop_ratio must be 0 < low <= high <= 1, got {self.crop_ratio}")
+        if not self.train_split:
+            raise ValueError("train_split names at least one subset")
+
+
+@dataclass(frozen=True)
 class TALItem:
     """One training video: its feature file, ground truth on the feature grid and timing."""
 

@@ -46,7 +46,7 @@ from instract_eval.training.recipe import DataSource, ParamGroup, TrainingRecipe
 
 from .actionformer import FAMILY, ActionFormerDimensions, ActionFormerNet, ChannelLayerNorm
 from .adapter import _weights_of
-from .data import TALItem, crop_example, read_split
+from .data import FeatureDataConfig, TALItem, crop_example, read_split
 from .losses import LossNormalizer, actionformer_losses, batch_targets
 
 __all__ = ["ActionFormerConfig", "ActionFormerTrainer", "ActionFormerRecipe"]
@@ -63,21 +63,11 @@ def _data_root(data: DataSource) -> Path:
 
 
 @dataclass(frozen=True)
-class ActionFormerConfig:
+class ActionFormerConfig(FeatureDataConfig):
     """Every hyperparameter, defaulted as the release's THUMOS14 I3D config (``configs/thumos_i3d.yaml``
-    over ``libs/core/config.py``). ``input_dim`` / ``num_classes`` 0: taken from the data."""
+    over ``libs/core/config.py``); the data settings are `FeatureDataConfig`'s. ``input_dim`` /
+    ``num_classes`` 0: taken from the data."""
 
-    # data
-    annotations: str = "annotations.json"
-    features: str = "features"
-    feature_suffix: str = ".npy"
-    train_split: tuple[str, ...] = ("validation",)
-    fps: float = 30.0                 # timing when the feature directory has no features.json
-    feat_stride: float = 4.0
-    num_frames: float = 16.0
-    max_seq_len: int = 2304
-    trunc_thresh: float = 0.5
-    crop_ratio: tuple[float, float] | None = (0.9, 1.0)
     # network
     input_dim: int = 0
     num_classes: int = 0
@@ -113,10 +103,7 @@ class ActionFormerConfig:
     def __post_init__(self) -> None:
         if self.ema_decay < 0 or self.ema_decay >= 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.crop_ratio is not None and not 0 < self.crop_ratio[0] <= self.crop_ratio[1] <= 1:
-            raise ValueError(f"crop_ratio must be 0 < low <= high <= 1, got {self.crop_ratio}")
-        if not self.train_split:
-            raise ValueError("train_split names at least one subset")
+        self.check_data()
 
     def dimensions(self, input_dim: int, num_classes: int) -> ActionFormerDimensions:
         return ActionFormerDimensions(

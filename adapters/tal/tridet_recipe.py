@@ -41,6 +41,7 @@ from instract_eval.training.recipe import ParamGroup, register_recipe
 
 from ..core.checkpoints import load_strict, read_checkpoint
 from .actionformer import ChannelLayerNorm
+from .data import FeatureDataConfig
 from .adapter import _weights_of
 from .losses import LossNormalizer, batch_targets
 from .recipe import ActionFormerRecipe, ActionFormerTrainer, _ema_name
@@ -50,21 +51,10 @@ __all__ = ["TriDetConfig", "TriDetTrainer", "TriDetRecipe"]
 
 
 @dataclass(frozen=True)
-class TriDetConfig:
+class TriDetConfig(FeatureDataConfig):
     """Every hyperparameter, defaulted as the release's THUMOS14 I3D config (``configs/thumos_i3d.yaml``
     over ``libs/core/config.py``). ``input_dim`` / ``num_classes`` 0: taken from the data."""
 
-    # data (the ActionFormer recipe's reader uses these names)
-    annotations: str = "annotations.json"
-    features: str = "features"
-    feature_suffix: str = ".npy"
-    train_split: tuple[str, ...] = ("validation",)
-    fps: float = 30.0                 # timing when the feature directory has no features.json
-    feat_stride: float = 4.0
-    num_frames: float = 16.0
-    max_seq_len: int = 2304
-    trunc_thresh: float = 0.5
-    crop_ratio: tuple[float, float] | None = (0.9, 1.0)
     # network
     input_dim: int = 0
     num_classes: int = 0
@@ -105,10 +95,7 @@ class TriDetConfig:
     def __post_init__(self) -> None:
         if self.ema_decay < 0 or self.ema_decay >= 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.crop_ratio is not None and not 0 < self.crop_ratio[0] <= self.crop_ratio[1] <= 1:
-            raise ValueError(f"crop_ratio must be 0 < low <= high <= 1, got {self.crop_ratio}")
-        if not self.train_split:
-            raise ValueError("train_split names at least one subset")
+        self.check_data()
         if self.input_noise < 0 or self.init_conv_vars < 0:
             raise ValueError("input_noise and init_conv_vars must be 0 or more")
 
