@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from instract_eval.errors import InputError
-from instract_eval.media import load_clip, probe_video
+from instract_eval.media import apply_frame_spec, probe_video
+from instract_eval.media.clips import ClipDecoder
 from instract_eval.runner.features import plan_windows, short_video_spec, window_requests, window_spec
 
 from ..cards import SUPPORTED, ModelCard
@@ -80,10 +81,14 @@ class FramesThroughFeatures(nn.Module):
                             fps=self.fps)
         spec = short_video_spec(self.spec) if plan.short else self.spec
         requests = window_requests(plan, window=self.window, stride=self.stride, fps=self.fps)
-        rows = []
-        for first in range(0, len(requests), self.batch_size):
-            clips = torch.cat([load_clip(request, spec) for request in requests[first:first + self.batch_size]])
-            rows.append(self.encoder.encode_video(clips).float().cpu())
+        clips: list[torch.Tensor | None] = [None] * len(requests)
+        with ClipDecoder(spec) as decoder:    # the overlapping windows share one pass over the video
+            for position, decoded in decoder.decode(requests):
+                if isinstance(decoded, InputError):
+                    raise decoded
+                clips[position] = apply_frame_spec(decoded.frames, spec)
+        rows = [self.encoder.encode_video(torch.cat(clips[first:first + self.batch_size])).float().cpu()
+                for first in range(0, len(clips), self.batch_size)]
         return torch.cat(rows).numpy(), float(info.duration)
 
     def localize(self, video: str, classes: Sequence[str], descriptions: Mapping[str, str] | None) -> list[Segment]:
