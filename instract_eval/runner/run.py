@@ -274,7 +274,10 @@ def _evaluate(request: ModelRequest, label: str, fingerprint: str, spec: TaskSpe
         "run": {"started_at": started_at, "wall_time_s": round(wall, 3), "device": str(encoder.device),
                 "precision": options.precision, "batch_size": options.batch_size, "workers": options.workers,
                 "world_size": encoder.ranks.world_size, "limit": options.limit,
-                "allow_missing": options.allow_missing, "work": work},
+                "allow_missing": options.allow_missing, "work": work,
+                # What the encoder chose from this machine (processes, codec threads each): a wall time
+                # is only comparable with another when both decoded the same way.
+                "decoding": dict(encoder.decoding)},
         "versions": shared.versions,
     }
     return record, result.get("samples", [])

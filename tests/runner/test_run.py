@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -118,6 +119,9 @@ def test_the_record_carries_provenance_and_the_log_one_line_per_sample(world, tm
     assert record["versions"]["torch"] == torch.__version__
     assert record["run"]["device"] == "cpu" and record["run"]["precision"] == "fp32"
     assert record["run"]["wall_time_s"] >= 0
+    cores = len(os.sched_getaffinity(0))  # the test runs in one process: it gets every core it may use
+    assert record["run"]["decoding"]["workers"] == 0 and record["run"]["decoding"]["decoder_threads"] == cores
+    assert record["run"]["decoding"]["thread_type"] == ("frame+slice" if cores > 1 else "single")
     samples = [json.loads(line) for line in path.with_name("synth-aa.samples.jsonl").read_text().splitlines()]
     assert len(samples) == items and {"task", "model", "id", "scores", "answer"} <= set(samples[0])
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temporary files left
